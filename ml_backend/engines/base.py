@@ -1,0 +1,69 @@
+"""What every engine takes and returns: one request per audio window, one description per window.
+
+Times are song seconds. Engines never raise for a single bad window: its description has ``ok=False`` and
+``error`` set, so one failure degrades one region's text, not the song.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+
+@dataclass
+class WindowRequest:
+    """One model call: up to 30 s of 16 kHz mono float32 audio cut from the song at [start, end) seconds."""
+
+    audio: np.ndarray
+    start: float
+    end: float
+    prompt: str
+
+
+@dataclass
+class WindowDescription:
+    """What the model said about one window, parsed; list fields hold one item each."""
+
+    section_label: str = ""  # one of the config's labels, or "" when the model gave none we know
+    summary: str = ""
+    genres: list[str] = field(default_factory=list)
+    instruments: list[str] = field(default_factory=list)
+    effects: list[str] = field(default_factory=list)
+    vocal_characteristics: list[str] = field(default_factory=list)
+    mix_notes: list[str] = field(default_factory=list)
+    vocal_language: str = ""  # a code from label_config.LANGUAGES, or ""
+    notable_moments: list[tuple[float, str]] = field(default_factory=list)  # (song seconds, description)
+    raw_text: str = ""  # the model's text as generated
+    ok: bool = True
+    error: str = ""
+
+    @classmethod
+    def failed(cls, error: str, raw_text: str = "") -> "WindowDescription":
+        """A description for a window the model could not describe (out of memory, request failed)."""
+        return cls(raw_text=raw_text, ok=False, error=error)
+
+
+@runtime_checkable
+class Engine(Protocol):
+    """A model that describes audio windows and writes a song caption from text."""
+
+    name: str  # "transformers" | "openai" | "dsp"
+    model_id: str
+
+    def parameters(self) -> dict:
+        """Everything that changes the output besides the prompt (sampling, lengths); hashed into model_version."""
+        ...
+
+    def describe_windows(self, requests: list[WindowRequest]) -> list[WindowDescription]:
+        """One description per request, in the same order; never raises for one bad window."""
+        ...
+
+    def summarize(self, text_prompt: str) -> str | None:
+        """A text-only completion (the song caption); ``None`` when the engine has no language model or it failed."""
+        ...
+
+
+class EngineError(RuntimeError):
+    """The engine cannot start (model missing, bad configuration); the message says what to do."""
