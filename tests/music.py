@@ -297,7 +297,7 @@ def render_song(path: Path, spec: SongSpec) -> Path:
         mid = Path(tmp) / "song.mid"
         wav = Path(tmp) / "song.wav"
         song_midi(spec).write(str(mid))
-        _run(["fluidsynth", "-ni", "-q", "-g", "0.6", "-r", str(RENDER_SR), "-O", "s16", "-F", str(wav),
+        _run(["fluidsynth", "-ni", "-q", "-g", "0.3", "-r", str(RENDER_SR), "-O", "s16", "-F", str(wav),
               str(soundfont()), str(mid)])
         encode(wav, path)
     note.write_text(digest)
