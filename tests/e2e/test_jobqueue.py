@@ -1,0 +1,184 @@
+"""The pre-labeling queue on both stores: SQLite in a temp MODEL_DIR and a real redis-server started here."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from ml_backend.jobqueue import QueueError, RedisQueue, SQLiteQueue, open_queue, retry_delay
+from ml_backend.settings import Settings
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def redis_url(tmp_path_factory):
+    """A real redis-server on a free loopback port, no persistence, stopped after the module."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        pytest.skip("redis-server is not installed (apt-get install redis-server); the Redis queue is untested")
+    port = _free_port()
+    folder = tmp_path_factory.mktemp("redis")
+    proc = subprocess.Popen([binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+                             "--dir", str(folder)], stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    import redis
+
+    client = redis.Redis(port=port)
+    for _ in range(100):
+        try:
+            client.ping()
+            break
+        except redis.ConnectionError:
+            time.sleep(0.05)
+    else:
+        proc.kill()
+        pytest.fail("redis-server did not answer within 5 s")
+    yield f"redis://127.0.0.1:{port}/0"
+    proc.terminate()
+    proc.wait(10)
+
+
+@pytest.fixture(params=["sqlite", "redis"])
+def make_queue(request, tmp_path):
+    """A factory for queues on one store; several calls share the same data (as several processes would)."""
+    made = []
+    if request.param == "redis":
+        url = request.getfixturevalue("redis_url")
+        prefix = f"test:{request.node.name}:{time.time_ns()}"
+
+        def make(**kw):
+            made.append(RedisQueue(url, prefix=prefix, **kw))
+            return made[-1]
+    else:
+        def make(**kw):
+            made.append(SQLiteQueue(tmp_path / "q.sqlite3", **kw))
+            return made[-1]
+    yield make
+    for q in made:
+        q.close()
+
+
+def test_enqueue_claim_complete_in_order_without_duplicates(make_queue):
+    q = make_queue(retry_base=0)
+    assert q.enqueue([(1, 10), (1, 11), (1, 10)]) == 2
+    assert q.enqueue([(1, 11)]) == 0  # already pending
+    assert q.pending_count() == 2
+    first = q.claim()
+    assert (first.project_id, first.task_id, first.attempts) == (1, 10, 1)
+    assert q.enqueue([(1, 10)]) == 0  # running: not queued twice
+    second = q.claim()
+    assert second.task_id == 11
+    assert q.claim() is None
+    q.complete(first)
+    q.complete(second)
+    assert q.counts() == {"pending": 0, "running": 0, "failed": 0, "done": 2}
+    assert q.pending_count() == 0
+
+
+def test_failing_task_is_retried_then_reported_without_blocking_others(make_queue):
+    q = make_queue(max_attempts=2, retry_base=0)
+    q.enqueue([(3, 1), (3, 2)])
+    bad = q.claim()
+    assert bad.task_id == 1
+    assert q.fail(bad, "audio file is not audio\n(see log)") is True  # first failure: retried
+    jobs = {}
+    for _ in range(2):  # both are due now; the stores may hand them out in either order
+        job = q.claim()
+        jobs[job.task_id] = job
+    assert set(jobs) == {1, 2}
+    assert jobs[1].attempts == 2 and jobs[1].last_error == "audio file is not audio (see log)"
+    q.complete(jobs[2])
+    assert q.fail(jobs[1], "still broken") is False  # max_attempts used: reported
+    assert q.claim() is None
+    assert q.counts() == {"pending": 0, "running": 0, "failed": 1, "done": 1}
+    health = q.health()
+    assert health["queue_length"] == 0
+    assert health["failed_tasks"][0]["task_id"] == 1
+    assert health["failed_tasks"][0]["attempts"] == 2
+    assert health["failed_tasks"][0]["error"] == "still broken"
+    # importing the task again (or re-queueing it by hand) starts it over
+    assert q.enqueue([(3, 1)]) == 1
+    assert q.claim().attempts == 1
+
+
+def test_retry_waits_for_its_delay(make_queue):
+    q = make_queue(max_attempts=3, retry_base=60)
+    q.enqueue([(1, 5)])
+    q.fail(q.claim(), "timeout")
+    assert q.claim() is None  # not due for a minute
+    assert q.pending_count() == 1
+
+
+def test_queued_and_leased_work_survives_a_restart(make_queue):
+    q = make_queue(lease_seconds=0.2, retry_base=0)
+    q.enqueue([(2, 1), (2, 2)])
+    lost = q.claim()  # this worker "crashes" holding the job
+    q.close()
+    again = make_queue(lease_seconds=0.2, retry_base=0)
+    assert again.pending_count() == 2
+    time.sleep(0.3)  # the lease runs out
+    got = {again.claim().task_id, again.claim().task_id}
+    assert got == {1, 2}
+    assert lost.task_id in got
+
+
+def test_job_of_a_dead_process_on_this_host_is_reclaimed_at_once(make_queue, tmp_path):
+    """A worker killed with SIGKILL (another process) leaves its job; the next claim takes it back at once."""
+    q = make_queue(retry_base=0)
+    q.enqueue([(4, 1)])
+    if isinstance(q, SQLiteQueue):
+        code = (f"from ml_backend.jobqueue import SQLiteQueue; q = SQLiteQueue({str(q.path)!r}); "
+                "print(q.claim().task_id)")
+    else:
+        code = (f"from ml_backend.jobqueue import RedisQueue; q = RedisQueue({q.url!r}, prefix={q.prefix!r}); "
+                "print(q.claim().task_id)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=Path(__file__).parents[2])
+    assert out.stdout.strip() == "1"
+    job = q.claim()  # the lease (15 min) has not run out, but its owner is gone
+    assert job is not None and job.task_id == 1 and job.attempts == 2
+
+
+def test_release_gives_the_job_back_without_counting_the_try(make_queue):
+    q = make_queue(retry_base=0)
+    q.enqueue([(1, 1)])
+    q.release(q.claim())
+    assert q.claim().attempts == 1
+
+
+def test_open_queue_picks_the_store_from_settings(tmp_path, redis_url):
+    s = Settings(model_dir=tmp_path / "model_dir", max_attempts=7)
+    q = open_queue(s)
+    assert isinstance(q, SQLiteQueue) and q.path.parent == tmp_path / "model_dir" and q.max_attempts == 7
+    q.close()
+    r = open_queue(replace(s, queue_url=redis_url))
+    assert isinstance(r, RedisQueue)
+    r.close()
+    with pytest.raises(QueueError, match="QUEUE_URL='amqp://x'"):
+        open_queue(replace(s, queue_url="amqp://x"))
+    with pytest.raises(QueueError, match="cannot reach the pre-labeling queue at QUEUE_URL=redis://127.0.0.1:1/0"):
+        open_queue(replace(s, queue_url="redis://127.0.0.1:1/0"))
+
+
+def test_unwritable_model_dir_is_a_clear_error(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    with pytest.raises(QueueError, match=r"cannot open the pre-labeling queue .*file/q.sqlite3.*MODEL_DIR"):
+        SQLiteQueue(blocker / "q.sqlite3")
+
+
+def test_retry_delay_doubles_and_is_capped():
+    assert [retry_delay(n, 5) for n in (1, 2, 3)] == [5, 10, 20]
+    assert retry_delay(30, 5) == 300
+    assert retry_delay(3, 0) == 0
