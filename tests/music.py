@@ -403,7 +403,7 @@ def make_silence(path: Path, seconds: float = 10.0, sr: int = 44100) -> Path:
 
 def make_clip(path: Path, source: Path, seconds: float = 1.0) -> Path:
     """The first `seconds` of `source` (a wav/flac), written in the format of `path`'s suffix."""
-    data, sr = sf.read(str(source), frames=None, dtype="float32", always_2d=True)
+    data, sr = sf.read(str(source), dtype="float32", always_2d=True)
     sf.write(str(path), data[: int(seconds * sr)], sr)
     return Path(path)
 
