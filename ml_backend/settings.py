@@ -71,6 +71,7 @@ class Settings:
     # Pre-labeling queue
     queue_url: str = ""  # QUEUE_URL: empty = SQLite in MODEL_DIR; redis://host:6379/0 to share work
     max_attempts: int = 3  # MAX_ATTEMPTS: tries per queued task before it is reported failed
+    queue_workers: int = 1  # QUEUE_WORKERS: worker threads per backend process; 0 = only enqueue
     log_level: str = "INFO"  # LOG_LEVEL
 
     @classmethod
@@ -102,6 +103,7 @@ class Settings:
             fetch_timeout=_env_float("FETCH_TIMEOUT", 30.0),
             queue_url=_env("QUEUE_URL"),
             max_attempts=_env_int("MAX_ATTEMPTS", 3),
+            queue_workers=_env_int("QUEUE_WORKERS", 1),
             log_level=_env("LOG_LEVEL", "INFO").upper(),
         )
         s.check()
