@@ -1,0 +1,176 @@
+"""Step 2 from export to sidecar: one task's result list becomes a ``SongAnnotation``.
+
+Region labels and per-region texts are paired by result ``id`` (Label Studio gives a region's label and its
+per-region TextAreas the same id). Song-level controls are read by the names in ``label_config.names``; what
+people type is normalised with ``label_config.vocabulary`` and every change or drop is returned as a warning.
+Times are in seconds.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from label_config import names
+from label_config.sidecar import Region, SongAnnotation
+from label_config.vocabulary import (
+    BPM_MAX, BPM_MIN, normalize_bpm, normalize_keyscale, normalize_language, normalize_timesignature,
+)
+
+_LIST_FIELDS = {  # control name -> SongAnnotation attribute
+    names.GENRE: "genres",
+    names.INSTRUMENTS: "instruments",
+    names.EFFECTS: "effects",
+    names.VOCAL_CHARACTERISTICS: "vocal_characteristics",
+    names.MIX_NOTES: "mix_notes",
+}
+
+
+@dataclass
+class Converted:
+    """A song read from a result list, and what was changed or dropped on the way."""
+
+    song: SongAnnotation
+    warnings: list[str] = field(default_factory=list)
+
+
+def value_text(value: dict) -> str:
+    """The text of a result value: TextArea ``text`` lines, Choices ``choices``, or a Number, joined by newlines."""
+    for key in ("text", "choices"):
+        items = value.get(key)
+        if isinstance(items, list):
+            return "\n".join(str(x) for x in items if x is not None)
+        if isinstance(items, str):
+            return items
+    number = value.get("number")
+    return "" if number is None else str(number)
+
+
+def split_entries(text: str) -> list[str]:
+    """List-like TextAreas hold one entry per line; blank lines and bullet marks are dropped."""
+    entries = []
+    for line in text.splitlines():
+        line = line.strip().lstrip("-*•").strip()
+        if line:
+            entries.append(line)
+    return entries
+
+
+def _seconds(value: object) -> float | None:
+    if isinstance(value, bool):
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if number == number else None  # NaN is not a time
+
+
+def export_duration(result: list, task_data: dict | None = None) -> float | None:
+    """The song length (seconds) the export knows of, for ``--audio none``: ``data.duration`` when the task
+    carries it, else the ``original_length`` Label Studio stores with audio regions, else None."""
+    if isinstance(task_data, dict):
+        seconds = _seconds(task_data.get("duration"))
+        if seconds and seconds > 0:
+            return seconds
+    lengths = [_seconds(item.get("original_length")) for item in result if isinstance(item, dict)]
+    lengths = [x for x in lengths if x and x > 0]
+    return max(lengths) if lengths else None
+
+
+def song_from_results(result: list, duration: float | None = None) -> Converted:
+    """Turn one annotation's (or prediction's) result list into a SongAnnotation. ``duration`` (seconds) clamps
+    region times into [0, duration] and is stored on the song."""
+    warnings: list[str] = []
+    song = SongAnnotation(duration=duration)
+    regions: dict[str, Region] = {}
+    texts: dict[str, dict[str, str]] = {}  # region id -> control -> text
+    text_times: dict[str, tuple] = {}
+    song_texts: dict[str, list[str]] = {}
+    ignored: set[str] = set()
+
+    for index, item in enumerate(result):
+        if not isinstance(item, dict) or not isinstance(item.get("value"), dict):
+            warnings.append(f"result #{index} is not a Label Studio result object; ignored")
+            continue
+        control, value, rid = item.get("from_name"), item["value"], str(item.get("id") or "")
+        if control == names.SECTION:
+            labels = [str(x).strip() for x in value.get("labels") or [] if str(x).strip()]
+            if len(labels) > 1:
+                warnings.append(f"region {rid} has several labels {labels}; kept {labels[0]!r}")
+            region = regions.setdefault(rid or f"#{index}", Region(0.0, 0.0, id=rid))
+            region.start_sec = _seconds(value.get("start")) or 0.0
+            region.end_sec = _seconds(value.get("end")) or 0.0
+            region.section_label = labels[0] if labels else ""
+        elif control in names.PER_REGION_TEXTS:
+            if not rid:
+                warnings.append(f"{control} text without a region id; ignored (export as JSON, not JSON_MIN)")
+                continue
+            texts.setdefault(rid, {})[control] = value_text(value).strip()
+            text_times.setdefault(rid, (value.get("start"), value.get("end")))
+        elif control in names.SONG_TEXTS or control in names.SONG_CHOICES or control == names.BPM:
+            song_texts.setdefault(control, []).append(value_text(value).strip())
+        else:
+            ignored.add(str(control))
+
+    for rid, by_control in texts.items():
+        region = regions.get(rid)
+        if region is None:  # a text whose label was removed: keep it on its own times, without a label
+            start, end = (_seconds(x) for x in text_times[rid])
+            if start is None or end is None:
+                warnings.append(f"region {rid}: text without times and without a section label; dropped")
+                continue
+            region = regions[rid] = Region(start, end, id=rid)
+            warnings.append(f"region {rid} has text but no section label")
+        region.notes = by_control.get(names.SEGMENT_NOTES, "")
+        region.lyrics = by_control.get(names.SEGMENT_LYRICS, "")
+
+    song.regions = sorted(regions.values(), key=lambda r: (r.start_sec, r.end_sec))
+    _clamp(song.regions, duration, warnings)
+    _song_fields(song, {k: "\n".join(v) for k, v in song_texts.items()}, warnings)
+    for control in sorted(ignored):
+        warnings.append(f"control {control!r} is not part of the label config; ignored")
+    return Converted(song, warnings)
+
+
+def _clamp(regions: list[Region], duration: float | None, warnings: list[str]) -> None:
+    """Order each region's times and clamp them into [0, duration] seconds."""
+    for region in regions:
+        start, end = sorted((region.start_sec, region.end_sec))
+        high = duration if duration is not None else max(end, 0.0)
+        new_start, new_end = min(max(start, 0.0), high), min(max(end, 0.0), high)
+        if (new_start, new_end) != (region.start_sec, region.end_sec):
+            if (start, end) != (region.start_sec, region.end_sec):
+                warnings.append(f"region {region.id}: start after end; swapped")
+            if (new_start, new_end) != (start, end):
+                warnings.append(f"region {region.id}: {start:.3f}-{end:.3f} s clamped to "
+                                f"{new_start:.3f}-{new_end:.3f} s (song length {high:.3f} s)")
+        region.start_sec, region.end_sec = new_start, new_end
+
+
+def _song_fields(song: SongAnnotation, values: dict[str, str], warnings: list[str]) -> None:
+    """Fill the song-level fields from control texts, normalising what ACE-Step reads."""
+    song.caption = values.get(names.CAPTION, "")
+    song.lyrics = values.get(names.LYRICS, "")
+    for control, attr in _LIST_FIELDS.items():
+        setattr(song, attr, split_entries(values.get(control, "")))
+
+    raw = values.get(names.BPM, "")
+    if raw:
+        song.bpm = normalize_bpm(raw)
+        if song.bpm is None:
+            warnings.append(f"bpm {raw!r} is outside {BPM_MIN}-{BPM_MAX} or not a number; dropped")
+    for control, attr, normalize in (
+        (names.KEYSCALE, "keyscale", normalize_keyscale),
+        (names.TIMESIGNATURE, "timesignature", normalize_timesignature),
+        (names.VOCAL_LANGUAGE, "language", normalize_language),
+    ):
+        raw = values.get(control, "").strip()
+        if not raw:
+            continue
+        canonical = normalize(raw)
+        if canonical is None:
+            warnings.append(f"{control} {raw!r} not understood; dropped")
+        else:
+            setattr(song, attr, canonical)
+            if canonical != raw:
+                warnings.append(f"{control} {raw!r} written as {canonical!r}")

@@ -1,0 +1,228 @@
+"""``ls-acestep validate DIR``: check a folder of audio files and sidecars (ours or any other tool's) against what
+ACE-Step 1.5's dataset scanner reads, and list what it would ignore or misread.
+
+The rules follow ACE-Step 1.5's folder scan: it finds ``.wav .mp3 .flac .ogg .opus`` recursively (``.m4a`` only in
+the v2 command-line trainer), reads ``song.json`` next to ``song.ext`` (each key only when truthy), lyrics from
+``song.lyrics.txt`` (fallback ``song.txt``; an empty file counts as missing) and treats a sample without a caption
+as unlabeled.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+
+from label_config.sidecar import INSTRUMENTAL_LYRICS
+from label_config.vocabulary import (
+    BPM_MAX, BPM_MIN, LANGUAGES, TIME_SIGNATURES, normalize_keyscale, normalize_language, normalize_timesignature,
+)
+
+from .writer import OUTPUT_FILES, STATE_DIR
+
+SCANNED = (".wav", ".mp3", ".flac", ".ogg", ".opus")  # the LoRA training tab
+V2_ONLY = (".m4a",)  # the v2 command-line trainer only
+OTHER_AUDIO = (".aac", ".aif", ".aiff", ".wma", ".alac", ".mp4", ".webm", ".mka", ".ape", ".wv")
+_KEYSCALE = re.compile(r"^[A-G][#b]? (major|minor)$")
+_LRC_STAMP = re.compile(r"\[\d{1,3}:\d{2}(?:[.:]\d{1,3})?\]")
+_CODE = re.compile(r"^[a-z]{2,3}$")
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One thing ACE-Step would ignore or misread ("problem") or a default it will apply ("note")."""
+
+    path: Path
+    level: str  # "problem" | "note"
+    message: str
+
+    def line(self, root: Path) -> str:
+        try:
+            shown = self.path.relative_to(root)
+        except ValueError:
+            shown = self.path
+        return f"{shown}: {self.level}: {self.message}"
+
+
+def _walk(folder: Path):
+    """All files under ``folder``, skipping hidden folders (our state folder among them)."""
+    for root, dirs, files in os.walk(folder):
+        dirs[:] = sorted(d for d in dirs if not d.startswith(".") and d != STATE_DIR)
+        for name in sorted(files):
+            if not name.startswith("."):
+                yield Path(root) / name
+
+
+def _base(path: Path) -> Path:
+    """``song`` for song.json, song.lyrics.txt, song.caption.txt, song.txt and song.<audio ext>."""
+    name = path.name
+    for suffix in (".lyrics.txt", ".caption.txt"):
+        if name.endswith(suffix):
+            return path.with_name(name[: -len(suffix)])
+    return path.with_suffix("")
+
+
+def validate_folder(folder: Path) -> list[Finding]:
+    """Every problem and note for ``folder``, in file order."""
+    folder = Path(folder)
+    findings: list[Finding] = []
+    audio_by_base: dict[Path, list[Path]] = defaultdict(list)
+    texts: list[Path] = []
+    for path in _walk(folder):
+        ext = path.suffix.lower()
+        if ext in SCANNED:
+            audio_by_base[_base(path)].append(path)
+        elif ext in V2_ONLY:
+            audio_by_base[_base(path)].append(path)
+            findings.append(Finding(path, "problem", "the LoRA training tab does not scan .m4a (only the v2 "
+                                    "command-line trainer does); convert it to .flac or .wav"))
+        elif ext in OTHER_AUDIO:
+            findings.append(Finding(path, "problem", f"ACE-Step does not scan {ext} files; convert to .flac or .wav"))
+        elif ext in (".json", ".txt"):
+            texts.append(path)
+        elif ext == ".csv" and path.parent == folder:
+            findings.append(Finding(path, "note", "a CSV in the top folder is applied last: its File/BPM/Key/"
+                                    "Caption columns override the sidecars"))
+
+    if not audio_by_base:
+        findings.append(Finding(folder, "problem", "no audio files ACE-Step scans (.wav .mp3 .flac .ogg .opus)"))
+    for base, audios in sorted(audio_by_base.items()):
+        if len(audios) > 1:
+            findings.append(Finding(audios[0], "problem", "several audio files share one base name ("
+                                    + ", ".join(a.name for a in audios) + "); they share one sidecar"))
+        for audio in audios:
+            findings.extend(check_sample(audio))
+
+    for path in texts:
+        if path.parent == folder and path.name in OUTPUT_FILES:
+            continue
+        if _base(path) not in audio_by_base and not (path.suffix == ".txt" and _base(path).with_suffix("")
+                                                     in audio_by_base):
+            findings.append(Finding(path, "problem", "orphan: no audio file with this base name next to it, so "
+                                    "ACE-Step never reads it"))
+    return findings
+
+
+def _read_sidecar(path: Path) -> tuple[dict | None, str]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        return None, "not UTF-8 text"
+    except ValueError as exc:
+        return None, f"not valid JSON ({exc})"
+    if not isinstance(data, dict):
+        return None, f"a JSON {type(data).__name__}, not an object"
+    return data, ""
+
+
+def check_sample(audio: Path) -> list[Finding]:
+    """Findings for one audio file and the files ACE-Step reads next to it."""
+    out: list[Finding] = []
+    base = _base(audio)
+    sidecar_path = base.with_name(base.name + ".json")
+    caption_txt = base.with_name(base.name + ".caption.txt")
+    has_caption_txt = caption_txt.is_file() and caption_txt.read_text(encoding="utf-8", errors="replace").strip()
+    sidecar: dict = {}
+    if sidecar_path.is_file():
+        data, error = _read_sidecar(sidecar_path)
+        if data is None:
+            out.append(Finding(sidecar_path, "problem", f"{error}; ACE-Step cannot read it"))
+        else:
+            sidecar = data
+    elif not has_caption_txt:
+        out.append(Finding(audio, "problem", f"unlabeled: no {sidecar_path.name} or {caption_txt.name}; the sample "
+                           "is skipped at preprocessing"))
+    if sidecar:
+        out.extend(check_sidecar(sidecar_path, sidecar, bool(has_caption_txt)))
+    out.extend(check_lyrics(audio, base, sidecar))
+    return out
+
+
+def check_sidecar(path: Path, data: dict, has_caption_txt: bool = False) -> list[Finding]:
+    """What ACE-Step does with each key it reads from ``song.json`` (values read only when truthy)."""
+    out: list[Finding] = []
+
+    def problem(message: str) -> None:
+        out.append(Finding(path, "problem", message))
+
+    def note(message: str) -> None:
+        out.append(Finding(path, "note", message))
+
+    caption = data.get("caption")
+    if not caption:
+        if not has_caption_txt:
+            problem("no caption (empty or missing): the sample is unlabeled and skipped at preprocessing")
+    elif not isinstance(caption, str):
+        problem(f"caption is a {type(caption).__name__}; write a string")
+
+    bpm = data.get("bpm")
+    if not bpm:
+        note("no bpm: shown as N/A" + (" (0 counts as missing)" if bpm == 0 else ""))
+    elif isinstance(bpm, bool) or not isinstance(bpm, int):
+        problem(f"bpm {bpm!r} is a {type(bpm).__name__}; ACE-Step expects an int (e.g. {_int_hint(bpm)})")
+    elif not BPM_MIN <= bpm <= BPM_MAX:
+        problem(f"bpm {bpm} is outside the model's range {BPM_MIN}-{BPM_MAX}")
+
+    key = data.get("keyscale")
+    if not key:
+        note("no keyscale")
+    elif not isinstance(key, str) or not _KEYSCALE.match(key):
+        hint = normalize_keyscale(key) if isinstance(key, str) else None
+        problem(f"keyscale {key!r} is misread: ACE-Step expects \"C major\" / \"F# minor\" / \"Bb major\""
+                + (f" (here: {hint!r})" if hint else ""))
+
+    sig = data.get("timesignature")
+    if not sig:
+        note("no timesignature")
+    elif str(sig) not in TIME_SIGNATURES:
+        hint = normalize_timesignature(sig)
+        problem(f"timesignature {sig!r} is misread: ACE-Step expects the numerator only, one of "
+                f"{', '.join(TIME_SIGNATURES)}" + (f" (here: {hint!r})" if hint else ""))
+
+    language = data.get("language")
+    if not language:
+        if data.get("vocal_language"):
+            problem(f"no \"language\": ACE-Step does not read \"vocal_language\" "
+                    f"({data['vocal_language']!r}), so the sample gets \"unknown\"")
+        else:
+            note("no language: read as \"unknown\"")
+    elif not isinstance(language, str) or language not in LANGUAGES:
+        code = normalize_language(language) if isinstance(language, str) else None
+        if isinstance(language, str) and _CODE.match(language) and code is None:
+            note(f"language {language!r} is not a code this tool knows; check it against ACE-Step's list")
+        else:
+            problem(f"language {language!r} is not a language code" + (f"; write {code!r}" if code else ""))
+    return out
+
+
+def _int_hint(value: object) -> str:
+    try:
+        return str(int(round(float(str(value).split()[0]))))
+    except (ValueError, IndexError):
+        return "120"
+
+
+def check_lyrics(audio: Path, base: Path, sidecar: dict) -> list[Finding]:
+    """ACE-Step reads lyrics only from ``song.lyrics.txt`` (fallback ``song.txt``); an empty file is missing and
+    missing lyrics train as ``[Instrumental]``."""
+    out: list[Finding] = []
+    candidates = [base.with_name(base.name + ".lyrics.txt"), base.with_name(base.name + ".txt")]
+    found = next((p for p in candidates if p.is_file()), None)
+    text = found.read_text(encoding="utf-8", errors="replace") if found else ""
+    json_lyrics = sidecar.get("lyrics") if isinstance(sidecar.get("lyrics"), str) else ""
+    json_has_words = bool(json_lyrics.strip()) and json_lyrics.strip() != INSTRUMENTAL_LYRICS
+    if not text.strip():
+        what = f"{found.name} is empty (counts as missing)" if found else f"no {candidates[0].name}"
+        if json_has_words or sidecar.get("is_instrumental") is False:
+            out.append(Finding(found or audio, "problem", f"{what}: the sample trains as [Instrumental] although "
+                               "its sidecar has lyrics (ACE-Step does not read lyrics from the JSON)"))
+        else:
+            out.append(Finding(found or audio, "note", f"{what}: trained as [Instrumental]"))
+        return out
+    if _LRC_STAMP.search(text):
+        out.append(Finding(found, "problem", "lyrics hold LRC timestamps like [01:23.45]; ACE-Step reads them as "
+                           "words: strip them"))
+    return out
