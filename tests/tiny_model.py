@@ -55,7 +55,7 @@ def build_tiny_processor():
     return Qwen2AudioProcessor(feature_extractor=features, tokenizer=tokenizer, chat_template=CHAT_TEMPLATE)
 
 
-def build_tiny_qwen2_audio(folder: Path, seed: int = 0) -> Path:
+def build_tiny_qwen2_audio(folder: Path, seed: int = 0, weight_std: float = 1.0) -> Path:
     """Save a tiny random Qwen2-Audio model and its processor into ``folder`` and return the folder.
 
     Sizes are minimal except ``max_source_positions`` = 1500, which the encoder needs for 30 s of mel frames.
@@ -82,6 +82,12 @@ def build_tiny_qwen2_audio(folder: Path, seed: int = 0) -> Path:
     )
     torch.manual_seed(seed)
     model = Qwen2AudioForConditionalGeneration(config).eval()
+    # With the default init (std 0.02) every window gets the same text; larger weights make the text depend on
+    # the audio and the prompt, so tests can tell windows (and padding mistakes) apart.
+    with torch.no_grad():
+        for param in model.parameters():
+            if param.dim() >= 2:
+                param.normal_(0.0, weight_std)
     model.generation_config = GenerationConfig(eos_token_id=eos_id, pad_token_id=pad_id, do_sample=False)
     folder.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(folder)

@@ -11,6 +11,8 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
+from label_config.vocabulary import SECTION_LABELS
+
 
 @dataclass
 class WindowRequest:
@@ -19,7 +21,8 @@ class WindowRequest:
     audio: np.ndarray
     start: float
     end: float
-    prompt: str
+    prompt: str  # the analysis template; "{window_seconds}" is filled in by the engine (prompt.window_prompt)
+    labels: tuple[str, ...] = SECTION_LABELS  # the config's section labels the answer is mapped onto
 
 
 @dataclass
