@@ -1,0 +1,70 @@
+"""Gunicorn entry point and gunicorn config in one module: run the backend with
+
+    gunicorn -c python:ml_backend._wsgi
+
+which binds ``0.0.0.0:$PORT`` (9090) with ``$WORKERS`` processes (1) of ``$THREADS`` threads (8), the conventions
+of Label Studio's own ML backend examples. (``gunicorn ml_backend._wsgi:app`` works too, but then the model loads
+on the first /predict instead of at start-up.)
+
+Warm-up: the app and the analysis JIT are built once in the gunicorn master (inherited by every worker through
+fork); the model loads in each worker right after the fork (``post_fork``), before the worker serves its first
+request. It must not load in the master: CUDA cannot be used across a fork.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+
+from .app import create_app
+from .model import get_model
+from .settings import Settings, SettingsError
+
+_log = logging.getLogger("ml_backend.wsgi")
+
+
+def _int_env(name: str, default: int) -> int:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise SystemExit(f"ls-acestep backend: {name}={raw!r} is not an integer") from None
+
+
+try:
+    _settings = Settings.from_env()
+except SettingsError as _exc:
+    raise SystemExit(f"ls-acestep backend: {_exc} (see the settings table in the README)") from None
+
+app = create_app(_settings)
+
+# --- gunicorn settings (read by `gunicorn -c python:ml_backend._wsgi`; names without "_" are gunicorn's) -------
+wsgi_app = "ml_backend._wsgi:app"
+bind = f"0.0.0.0:{_int_env('PORT', 9090)}"
+workers = _int_env("WORKERS", 1)  # one per GPU: each worker holds its own copy of the model
+threads = _int_env("THREADS", 8)  # /health and /setup answer while a /predict runs
+timeout = 0  # a /predict of many songs may take minutes; Label Studio has its own timeout
+preload_app = True
+
+
+def _warm_analysis() -> None:
+    """JIT-compile the music analysis once, in the master, so forked workers inherit the compiled code."""
+    try:
+        from .analysis import warm_up
+
+        warm_up()
+    except Exception:  # warm-up is an optimisation; a failure shows again, with its cause, on the first song
+        _log.exception("analysis warm-up failed")
+
+
+def post_fork(server, worker) -> None:
+    """Gunicorn hook, in each new worker: load the model before the worker accepts requests."""
+    try:
+        get_model(_settings).load()
+    except Exception:
+        _log.exception("worker %s: model load failed; /predict will retry and report the cause", worker.pid)
+
+
+_warm_analysis()

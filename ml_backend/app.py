@@ -1,0 +1,231 @@
+"""The HTTP side of the backend: the routes Label Studio 1.23 calls, with the bodies it sends and accepts.
+
+``GET /health`` and ``GET /`` (status), ``POST /setup`` (model version; Label Studio calls it before every batch
+with a 3 s timeout, so it never loads the model), ``POST /predict`` (``{"tasks", "label_config", ...}`` to
+``{"results": [one prediction per task]}``), ``POST /webhook`` (handed to ``ml_backend.webhook`` when present) and
+``GET /metrics``. HTTP basic auth guards every route when BASIC_AUTH_USER and BASIC_AUTH_PASS are set. Errors are
+JSON ``{"error": "..."}`` with a message, never a traceback.
+"""
+
+from __future__ import annotations
+
+import hmac
+import importlib
+import logging
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+
+from flask import Flask, Response, jsonify, request
+from werkzeug.exceptions import HTTPException
+
+from .model import SongModel, get_model
+from .predictions import ConfigError
+from .settings import Settings
+
+log = logging.getLogger(__name__)
+
+STATE_KEY = "ls_acestep"  # app.extensions key of this app's AppState
+
+
+@dataclass
+class AppState:
+    """Per-app state: the settings, request counters and the (lazily opened) job queue."""
+
+    settings: Settings
+    requests: Counter = field(default_factory=Counter)  # route -> count
+    errors: Counter = field(default_factory=Counter)  # route -> 4xx/5xx count
+    queue: object = None
+    queue_lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def model(self) -> SongModel:
+        return get_model(self.settings)
+
+
+def configure_logging(level: str) -> None:
+    """Log to stderr at LOG_LEVEL unless the host process (gunicorn, pytest) already configured logging."""
+    root = logging.getLogger()
+    if not root.handlers:
+        logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s [%(process)d] %(message)s")
+    logging.getLogger("ml_backend").setLevel(getattr(logging, level.upper(), logging.INFO))
+
+
+def error(message: str, status: int) -> tuple[Response, int]:
+    """A JSON error body ``{"error": message}`` with the HTTP status."""
+    return jsonify({"error": message}), status
+
+
+def basic_auth_ok(settings: Settings, authorization) -> bool:
+    """True when auth is off, or the request's basic credentials match (compared in constant time)."""
+    if not settings.basic_auth_user:
+        return True
+    if authorization is None or authorization.type != "basic":
+        return False
+    user_ok = hmac.compare_digest((authorization.username or "").encode(), settings.basic_auth_user.encode())
+    pass_ok = hmac.compare_digest((authorization.password or "").encode(), settings.basic_auth_pass.encode())
+    return user_ok and pass_ok
+
+
+def json_body() -> dict:
+    """The request's JSON object; raises ValueError with a message for a body that is not one."""
+    body = request.get_json(silent=True, force=True)
+    if body is None:
+        raise ValueError("the request body is not valid JSON; send Content-Type: application/json and a JSON object")
+    if not isinstance(body, dict):
+        raise ValueError(f"the request body is JSON {type(body).__name__}, expected an object")
+    return body
+
+
+def queue_length(state: AppState) -> int | None:
+    """Pending jobs in the pre-labeling queue (``ml_backend.jobqueue``), None when there is no queue module or
+    it cannot be opened."""
+    try:
+        jobqueue = importlib.import_module("ml_backend.jobqueue")
+    except ModuleNotFoundError:
+        return None
+    try:
+        with state.queue_lock:
+            if state.queue is None:
+                state.queue = jobqueue.open_queue(state.settings)
+        return int(state.queue.pending_count())
+    except Exception as exc:  # a broken queue must not make the backend look down
+        log.warning("queue length unavailable: %s", exc)
+        return None
+
+
+def prometheus_text(state: AppState, model: SongModel) -> str:
+    """Counters in Prometheus text exposition format (per process: each gunicorn worker counts its own)."""
+    lines = [
+        "# HELP ls_acestep_requests_total HTTP requests by route.",
+        "# TYPE ls_acestep_requests_total counter",
+    ]
+    lines += [f'ls_acestep_requests_total{{route="{route}"}} {count}'
+              for route, count in sorted(state.requests.items())]
+    lines += ["# TYPE ls_acestep_request_errors_total counter"]
+    lines += [f'ls_acestep_request_errors_total{{route="{route}"}} {count}'
+              for route, count in sorted(state.errors.items())]
+    for name, value, help_text in metric_values(model):
+        lines += [f"# HELP ls_acestep_{name} {help_text}", f"# TYPE ls_acestep_{name} counter",
+                  f"ls_acestep_{name} {value}"]
+    return "\n".join(lines) + "\n"
+
+
+def metric_values(model: SongModel) -> list[tuple[str, float, str]]:
+    """(name, value, help) of the model's counters."""
+    s, c = model.stats, model.cache.stats
+    return [
+        ("predictions_total", s.predictions, "Songs predicted (cache misses that produced a prediction)."),
+        ("prediction_failures_total", s.failures, "Tasks answered with an empty prediction."),
+        ("windows_total", s.windows, "Audio windows sent to the engine."),
+        ("predict_seconds_total", round(s.seconds, 3), "Seconds spent in /predict."),
+        ("cache_hits_total", c.hits, "Predictions served from the cache."),
+        ("cache_misses_total", c.misses, "Cache lookups that found nothing."),
+    ]
+
+
+def create_app(settings: Settings | None = None) -> Flask:
+    """The Flask app; settings from the environment when not given (raises SettingsError naming a bad one)."""
+    settings = settings or Settings.from_env()
+    settings.check()
+    configure_logging(settings.log_level)
+    app = Flask("ml_backend")
+    app.json.sort_keys = False
+    state = AppState(settings=settings)
+    app.extensions[STATE_KEY] = state
+
+    @app.before_request
+    def _authenticate():
+        state.requests[request.path] += 1
+        if not basic_auth_ok(settings, request.authorization):
+            response, status = error("authentication required: use the BASIC_AUTH_USER/BASIC_AUTH_PASS "
+                                     "credentials (Label Studio: Model settings > Basic auth)", 401)
+            response.headers["WWW-Authenticate"] = 'Basic realm="ls-acestep"'
+            return response, status
+        return None
+
+    @app.after_request
+    def _count_errors(response):
+        if response.status_code >= 400:
+            state.errors[request.path] += 1
+        return response
+
+    @app.errorhandler(HTTPException)
+    def _http_error(exc: HTTPException):
+        return error(f"{exc.name}: {exc.description}", exc.code or 500)
+
+    @app.errorhandler(Exception)
+    def _unexpected(exc: Exception):
+        log.exception("unhandled error on %s", request.path)
+        return error(f"internal error ({type(exc).__name__}: {exc}); see the backend log", 500)
+
+    def status_body() -> dict:
+        model = state.model
+        body = {
+            "status": "UP",
+            "model_class": type(model).__name__,
+            "engine": settings.engine,
+            "model_id": "" if settings.engine == "dsp" else settings.model_id,
+            "model_version": model.model_version(),
+            "model_loaded": model.loaded,
+        }
+        pending = queue_length(state)
+        if pending is not None:
+            body["queue_length"] = pending
+        return body
+
+    @app.get("/")
+    @app.get("/health")
+    def health():
+        return jsonify(status_body())
+
+    @app.post("/setup")
+    def setup():
+        # Label Studio sends {"project", "schema", "hostname", "access_token", ...}; nothing to load here.
+        try:
+            json_body()
+        except ValueError as exc:
+            return error(str(exc), 400)
+        return jsonify({"model_version": state.model.model_version()})
+
+    @app.post("/predict")
+    def predict():
+        try:
+            body = json_body()
+        except ValueError as exc:
+            return error(str(exc), 400)
+        tasks = body.get("tasks")
+        if not isinstance(tasks, list):
+            return error('the request has no "tasks" list; send {"tasks": [...], "label_config": "<View>..."}', 400)
+        label_config = body.get("label_config") or body.get("schema") or ""
+        started = time.perf_counter()
+        try:
+            results = state.model.predict(tasks, label_config)
+        except ConfigError as exc:
+            return error(f"project {body.get('project', '?')}: {exc}", 400)
+        log.info("predicted %d task(s) in %.1f s", len(tasks), time.perf_counter() - started)
+        return jsonify({"results": results})
+
+    @app.post("/webhook")
+    def webhook():
+        try:
+            payload = json_body()
+        except ValueError as exc:
+            return error(str(exc), 400)
+        try:
+            handler = importlib.import_module("ml_backend.webhook").handle_webhook
+        except (ModuleNotFoundError, AttributeError):
+            return jsonify({"status": "ignored", "action": payload.get("action", "")})
+        return jsonify(handler(payload, settings))
+
+    @app.get("/metrics")
+    def metrics():
+        model = state.model
+        if request.args.get("format") == "json" or request.accept_mimetypes.best == "application/json":
+            body = {"requests": dict(state.requests), "errors": dict(state.errors)}
+            body.update({name: value for name, value, _ in metric_values(model)})
+            return jsonify(body)
+        return Response(prometheus_text(state, model), mimetype="text/plain; version=0.0.4")
+
+    return app

@@ -1,0 +1,131 @@
+"""Window descriptions back into one song: the step between the model's per-window answers and a
+``SongAnnotation``.
+
+A region (a structure section, or a fixed window) may have been cut into several model windows; their texts are
+joined back into the region's notes. Song-level lists (genres, instruments, ...) are counted over all windows and
+ordered by how many windows named them. BPM, key and time signature come from the music analysis, not the model.
+All functions are pure; times are song seconds.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+
+from label_config.sidecar import Region, SongAnnotation
+from label_config.vocabulary import (
+    normalize_bpm, normalize_keyscale, normalize_language, normalize_section_label, normalize_timesignature,
+)
+
+from .caption import top_items
+
+MAX_LIST_ITEMS = 10  # song-level list fields keep the most frequent items
+UNCERTAIN_METER_WEIGHT = 0.5  # a guessed time signature halves the analysis part of the score
+
+
+@dataclass
+class RegionPlan:
+    """One region of a song and the descriptions of the windows it was cut into, in time order."""
+
+    start: float  # seconds
+    end: float  # seconds
+    letter: str  # repetition letter from the analysis (A, B, ...)
+    descriptions: list  # list[WindowDescription]
+
+
+def format_time(seconds: float) -> str:
+    """Song seconds as m:ss (for times quoted in region notes)."""
+    total = max(0, int(round(seconds)))
+    return f"{total // 60}:{total % 60:02d}"
+
+
+def majority_language(descriptions: list) -> str:
+    """The vocal language most windows agree on (a code from label_config.LANGUAGES), "" when none said one.
+    "unknown" only wins when no window named a real language or "instrumental"."""
+    codes = [normalize_language(d.vocal_language) for d in descriptions if d.ok and d.vocal_language]
+    codes = [c for c in codes if c]
+    known = [c for c in codes if c != "unknown"]
+    pool = known or codes
+    if not pool:
+        return ""
+    counts = Counter(pool)
+    return max(counts, key=lambda c: (counts[c], -pool.index(c)))
+
+
+def region_label(descriptions: list, allowed_labels: tuple[str, ...] | list[str]) -> str:
+    """The section label most of the region's windows gave, mapped onto ``allowed_labels``; "" when none did."""
+    labels = [normalize_section_label(d.section_label, allowed_labels) for d in descriptions if d.ok]
+    labels = [x for x in labels if x]
+    if not labels:
+        return ""
+    counts = Counter(labels)
+    return max(counts, key=lambda x: (counts[x], -labels.index(x)))
+
+
+def region_notes(descriptions: list) -> str:
+    """The region's text: the windows' summaries in time order, then their notable moments ("At 1:05: ...").
+    Failed windows contribute nothing, so a model failure leaves a shorter text, not a broken one."""
+    summaries, moments = [], []
+    for d in descriptions:
+        if not d.ok:
+            continue
+        if d.summary and d.summary.strip() and d.summary.strip() not in summaries:
+            summaries.append(d.summary.strip())
+        for when, what in d.notable_moments or []:
+            if isinstance(what, str) and what.strip():
+                moments.append(f"At {format_time(when)}: {what.strip().rstrip('.')}.")
+    return "\n".join([" ".join(summaries)] * bool(summaries) + moments)
+
+
+def window_ok_rate(descriptions: list) -> float:
+    """Share of windows the model described (1.0 for a song without windows)."""
+    if not descriptions:
+        return 1.0
+    return sum(1 for d in descriptions if d.ok) / len(descriptions)
+
+
+def analysis_confidence(analysis) -> float:
+    """How much to trust the DSP facts, in [0, 1]: the mean of the key confidence and the meter confidence (0.5
+    when the time signature was a guess), halved when no tempo was found."""
+    key_conf = min(1.0, max(0.0, float(analysis.key_confidence or 0.0))) if analysis.keyscale else 0.0
+    meter = 1.0 if analysis.timesignature_confident else UNCERTAIN_METER_WEIGHT
+    tempo = 1.0 if analysis.bpm else 0.5
+    return 0.5 * (key_conf + meter) * tempo
+
+
+def song_score(descriptions: list, analysis) -> float:
+    """Prediction score in [0, 1]: the share of windows described times the analysis confidence."""
+    return round(window_ok_rate(descriptions) * analysis_confidence(analysis), 4)
+
+
+def build_song(analysis, regions: list[RegionPlan], fallback_labels: list[str],
+               allowed_labels: tuple[str, ...] | list[str], caption: str) -> SongAnnotation:
+    """Assemble the SongAnnotation of one song.
+
+    ``fallback_labels`` holds one label per region from the repetition letters (used where the model gave
+    none); ``allowed_labels`` is the config's label set; ``caption`` is the song caption already written."""
+    all_descriptions = [d for r in regions for d in r.descriptions]
+    described = [d for d in all_descriptions if d.ok]
+    song_regions = []
+    for index, plan in enumerate(regions):
+        label = region_label(plan.descriptions, allowed_labels)
+        if not label and index < len(fallback_labels):
+            label = normalize_section_label(fallback_labels[index], allowed_labels) or ""
+        song_regions.append(Region(
+            start_sec=float(plan.start), end_sec=float(plan.end), section_label=label,
+            notes=region_notes(plan.descriptions), id=f"seg{index + 1}",
+        ))
+    return SongAnnotation(
+        caption=caption.strip(),
+        genres=top_items([d.genres for d in described], MAX_LIST_ITEMS),
+        instruments=top_items([d.instruments for d in described], MAX_LIST_ITEMS),
+        effects=top_items([d.effects for d in described], MAX_LIST_ITEMS),
+        vocal_characteristics=top_items([d.vocal_characteristics for d in described], MAX_LIST_ITEMS),
+        mix_notes=top_items([d.mix_notes for d in described], MAX_LIST_ITEMS),
+        bpm=normalize_bpm(analysis.bpm),
+        keyscale=normalize_keyscale(analysis.keyscale) or "",
+        timesignature=normalize_timesignature(analysis.timesignature) or "",
+        language=majority_language(described),
+        duration=float(analysis.duration),
+        regions=song_regions,
+    )

@@ -1,0 +1,303 @@
+"""``SongModel``: one ``/predict`` request's songs from task data to Label Studio predictions.
+
+For every task: resolve the audio reference (``ls_acestep.media``), hash the file and look in the prediction
+cache, decode at 16 kHz (``audio``), analyse tempo, key and structure (``analysis``), plan regions and model
+windows (``windows``). Then ALL windows of ALL tasks go to the engine in one call, so it can batch them. Per song
+the descriptions are merged back into regions and song fields (``merge``), a caption is written (``caption``) and
+the result list built for the request's label config (``predictions``).
+
+A task that cannot be fetched or decoded gets an empty prediction and a log line naming it; the other tasks are
+still predicted. Heavy modules are imported inside functions so that importing this module stays cheap.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from label_config.vocabulary import SECTION_LABELS
+
+from .cache import PredictionCache, cache_key, file_sha256
+from .merge import RegionPlan, build_song, song_score
+from .predictions import ConfigTargets, audio_reference, empty_prediction, make_prediction, parse_config
+
+log = logging.getLogger(__name__)
+
+MEDIA_CACHE = "media"  # downloads land in MODEL_DIR/media
+
+
+class TaskError(Exception):
+    """This task cannot be predicted (audio missing, unreadable, undecodable); the message says why."""
+
+
+def version_parameters(settings, prompt: str) -> dict:
+    """Everything that changes a prediction besides the audio and the label config (hashed into model_version).
+    Read from the settings alone, so ``/setup`` never has to load the model."""
+    params: dict = {
+        "engine": settings.engine,
+        "segmentation": settings.segmentation,
+        "segment_seconds": settings.segment_seconds,
+        "overlap_seconds": settings.overlap_seconds,
+    }
+    if settings.engine != "dsp":  # the DSP engine ignores the model, the prompt and sampling
+        params.update(model_id=settings.model_id, prompt=prompt, max_new_tokens=settings.max_new_tokens,
+                      temperature=settings.temperature, top_p=settings.top_p)
+    return params
+
+
+def compute_model_version(settings, prompt: str) -> str:
+    """``<engine>-<model name>-<10 hex of the parameters' hash>``, e.g. ``transformers-Qwen2-Audio-7B-Instruct-
+    3f9a0c1b2d``; the DSP engine has no model name."""
+    params = version_parameters(settings, prompt)
+    digest = hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()[:10]
+    if settings.engine == "dsp":
+        return f"dsp-{digest}"
+    model_name = Path(settings.model_id.rstrip("/\\")).name or "model"
+    return f"{settings.engine}-{model_name}-{digest}"
+
+
+def media_source(settings):
+    """Where task audio comes from, from the settings (downloads cached under MODEL_DIR/media)."""
+    from ls_acestep.media import MediaSource
+
+    return MediaSource(
+        ls_url=settings.label_studio_url,
+        ls_token=settings.label_studio_api_key,
+        document_root=Path(settings.local_files_document_root) if settings.local_files_document_root else None,
+        cache_dir=Path(settings.model_dir) / MEDIA_CACHE,
+        timeout=settings.fetch_timeout,
+    )
+
+
+@dataclass
+class SongJob:
+    """One task on its way through a request: where its audio is, what the analysis found, its windows."""
+
+    index: int  # position in the request's task list
+    task_id: object
+    key: str  # prediction cache key
+    analysis: object = None  # analysis.MusicAnalysis
+    regions: list = field(default_factory=list)  # list[analysis.Section]
+    windows: list = field(default_factory=list)  # list[windows.Window]
+    requests: list = field(default_factory=list)  # list[engines.WindowRequest], same order as windows
+
+
+@dataclass
+class ModelStats:
+    """Counters of this process, shown by /metrics."""
+
+    predictions: int = 0
+    failures: int = 0
+    windows: int = 0
+    seconds: float = 0.0
+
+
+class SongModel:
+    """Predicts songs for Label Studio; the engine (the model) is loaded once, on first use or by ``load()``."""
+
+    def __init__(self, settings):
+        from .prompt import analysis_prompt
+
+        self.settings = settings
+        self.prompt = analysis_prompt(settings)
+        self._version = compute_model_version(settings, self.prompt)
+        self.cache = PredictionCache(settings.model_dir)
+        self.stats = ModelStats()
+        self._engine = None
+        self._load_lock = threading.Lock()
+        self._run_lock = threading.Lock()  # one generate at a time: a GPU does not gain from interleaving
+
+    def model_version(self) -> str:
+        """The model version Label Studio stores with each prediction (cheap: no model load)."""
+        return self._version
+
+    @property
+    def loaded(self) -> bool:
+        return self._engine is not None
+
+    @property
+    def engine(self):
+        """The engine, created (and its model loaded) on first use."""
+        if self._engine is None:
+            with self._load_lock:
+                if self._engine is None:
+                    from .engines import create_engine
+
+                    started = time.perf_counter()
+                    self._engine = create_engine(self.settings)
+                    log.info("engine %s (%s) ready in %.1f s", self.settings.engine, self.settings.model_id,
+                             time.perf_counter() - started)
+        return self._engine
+
+    def load(self) -> None:
+        """Warm up: JIT-compile the analysis and load the model, so that the first request is not the slow one."""
+        from .analysis import warm_up
+
+        warm_up()
+        _ = self.engine
+
+    # --- the request -----------------------------------------------------------------------------------------
+
+    def predict(self, tasks: list[dict], label_config: str) -> list[dict]:
+        """One prediction per task, in order. Raises ``predictions.ConfigError`` for a label config without
+        an Audio object; never raises for a bad task (it gets an empty prediction and a log line)."""
+        started = time.perf_counter()
+        targets = parse_config(label_config)
+        allowed = targets.section_labels or SECTION_LABELS
+        source = media_source(self.settings)
+        results: list[dict | None] = [None] * len(tasks)
+        jobs: list[SongJob] = []
+        first_job_by_key: dict[str, SongJob] = {}
+        duplicates: list[tuple[int, SongJob]] = []
+        for index, task in enumerate(tasks):
+            task_id = task.get("id") if isinstance(task, dict) else None
+            try:
+                path, key = self._resolve(task, targets, source)
+                cached = self.cache.get(key)
+                if cached is not None:
+                    log.info("task %s: prediction cache hit", task_id)
+                    results[index] = cached
+                    continue
+                if key in first_job_by_key:  # the same song twice in one request: predict it once
+                    duplicates.append((index, first_job_by_key[key]))
+                    continue
+                job = self._prepare(index, task_id, key, path, tuple(allowed))
+            except TaskError as exc:
+                results[index] = self._failed(task_id, str(exc))
+                continue
+            except Exception as exc:  # a bug or an unexpected library error must not cost the other tasks
+                log.exception("task %s: unexpected error", task_id)
+                results[index] = self._failed(task_id, f"{type(exc).__name__}: {exc}")
+                continue
+            first_job_by_key[key] = job
+            jobs.append(job)
+
+        descriptions = self._describe([r for job in jobs for r in job.requests])
+        offset = 0
+        for job in jobs:
+            count = len(job.requests)
+            job_descriptions, offset = descriptions[offset:offset + count], offset + count
+            try:
+                prediction = self._finish(job, job_descriptions, allowed, targets)
+            except Exception as exc:
+                log.exception("task %s: could not assemble the prediction", job.task_id)
+                results[job.index] = self._failed(job.task_id, f"{type(exc).__name__}: {exc}")
+                continue
+            if all(d.ok for d in job_descriptions):  # a degraded song (model failure) is predicted again next time
+                self.cache.put(job.key, prediction)
+            results[job.index] = prediction
+            self.stats.predictions += 1
+        for index, job in duplicates:
+            results[index] = results[job.index]
+        self.stats.seconds += time.perf_counter() - started
+        return [r if r is not None else empty_prediction(self._version) for r in results]
+
+    def _failed(self, task_id, cause: str) -> dict:
+        log.warning("task %s: no prediction: %s", task_id, cause)
+        self.stats.failures += 1
+        return empty_prediction(self._version)
+
+    def _resolve(self, task: dict, targets: ConfigTargets, source) -> tuple[Path, str]:
+        """The task's audio as a local file, and its prediction cache key."""
+        from ls_acestep.media import MediaError, resolve_audio
+
+        if not isinstance(task, dict):
+            raise TaskError(f"the task is not a JSON object ({type(task).__name__})")
+        ref = audio_reference(task, targets)
+        if not ref:
+            raise TaskError(f'task data has no audio under "{targets.audio_key}" (the <Audio> value in the '
+                            'label config); import the task with that key')
+        try:
+            path = resolve_audio(ref, source, task_id=task.get("id"))
+        except MediaError as exc:
+            raise TaskError(str(exc)) from None
+        try:
+            digest = file_sha256(path)
+        except OSError as exc:
+            raise TaskError(f"audio {ref!r} cannot be read ({exc})") from None
+        return path, cache_key(digest, self._version, targets.config_hash)
+
+    def _prepare(self, index: int, task_id, key: str, path: Path, labels: tuple[str, ...]) -> SongJob:
+        """Decode, analyse and cut one song into model windows."""
+        from .analysis import analyze
+        from .audio import MODEL_SR, AudioError, load_audio
+        from .engines import WindowRequest
+        from .windows import plan_regions, plan_windows
+
+        try:
+            y = load_audio(path, sr=MODEL_SR)
+        except AudioError as exc:
+            raise TaskError(str(exc)) from None
+        if y.size == 0:
+            raise TaskError(f"audio {path.name!r} decodes to no samples; re-export the file")
+        analysis = analyze(y, MODEL_SR)
+        regions = plan_regions(analysis, self.settings.segmentation, self.settings.segment_seconds,
+                               self.settings.overlap_seconds)
+        windows = plan_windows(regions)
+        requests = [
+            WindowRequest(audio=y[int(w.start * MODEL_SR):int(w.end * MODEL_SR)], start=w.start, end=w.end,
+                          prompt=self.prompt, labels=labels)
+            for w in windows
+        ]
+        kept = [(w, r) for w, r in zip(windows, requests) if r.audio.size > 0]
+        return SongJob(index=index, task_id=task_id, key=key, analysis=analysis, regions=regions,
+                       windows=[w for w, _ in kept], requests=[r for _, r in kept])
+
+    def _describe(self, requests: list) -> list:
+        """All windows of the request through the engine in one call; an engine that fails as a whole degrades
+        every window's text (each gets a failed description), not the songs."""
+        from .engines import WindowDescription
+
+        if not requests:
+            return []
+        self.stats.windows += len(requests)
+        try:
+            with self._run_lock:
+                descriptions = list(self.engine.describe_windows(requests))
+        except Exception as exc:
+            log.exception("the engine failed on %d windows; regions keep their analysis labels only", len(requests))
+            return [WindowDescription.failed(f"{type(exc).__name__}: {exc}") for _ in requests]
+        if len(descriptions) != len(requests):
+            log.error("the engine returned %d descriptions for %d windows; ignoring them",
+                      len(descriptions), len(requests))
+            return [WindowDescription.failed("description count mismatch") for _ in requests]
+        failed = [d for d in descriptions if not d.ok]
+        if failed:
+            log.warning("%d of %d windows not described (first error: %s)", len(failed), len(requests),
+                        failed[0].error)
+        return descriptions
+
+    def _finish(self, job: SongJob, descriptions: list, allowed, targets: ConfigTargets) -> dict:
+        """Merge one song's window descriptions into regions, write its caption, build the prediction."""
+        from .analysis import letters_to_labels
+        from .caption import song_caption
+
+        plans = [RegionPlan(start=s.start, end=s.end, letter=s.letter, descriptions=[]) for s in job.regions]
+        for window, description in zip(job.windows, descriptions):
+            if 0 <= window.region < len(plans):
+                plans[window.region].descriptions.append(description)
+        fallback_labels = letters_to_labels(job.regions, list(allowed)) if job.regions else []
+        with self._run_lock:  # song_caption falls back to a caption built from the windows; it never raises
+            caption = song_caption(self.engine, descriptions, job.analysis)
+        song = build_song(job.analysis, plans, fallback_labels, allowed, caption or "")
+        log.info("task %s: %d regions from %d windows (%d described)", job.task_id, len(song.regions),
+                 len(descriptions), sum(1 for d in descriptions if d.ok))
+        return make_prediction(song, targets, song_score(descriptions, job.analysis), self._version)
+
+
+_MODELS: dict = {}  # settings -> SongModel: the one loaded model of this process
+_MODELS_LOCK = threading.Lock()
+
+
+def get_model(settings) -> SongModel:
+    """The process's SongModel for these settings (created once; the engine loads on first use)."""
+    with _MODELS_LOCK:
+        model = _MODELS.get(settings)
+        if model is None:
+            model = _MODELS[settings] = SongModel(settings)
+        return model
