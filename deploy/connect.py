@@ -200,13 +200,14 @@ def explain(action: str, status: int | None, body) -> str:
 
 
 def _detail(body) -> str:
-    """Flatten a DRF error body ({"detail": ...}, {"field": ["msg"]}, {"validation_errors": {...}}) to text."""
+    """Flatten Label Studio's error body to text: {"detail": "Validation error", "validation_errors": {"url":
+    ["..."]}}, {"detail": "..."}, a field -> messages dict, or plain text."""
     if isinstance(body, dict):
-        if "detail" in body and not isinstance(body["detail"], (dict, list)):
-            return str(body["detail"])
-        inner = body.get("validation_errors", body)
-        if isinstance(inner, dict):
-            return "; ".join(f"{k}: {_detail(v)}" for k, v in inner.items())
+        if body.get("validation_errors"):
+            return _detail(body["validation_errors"])
+        if "detail" in body:
+            return _detail(body["detail"])
+        return "; ".join(f"{k}: {_detail(v)}" for k, v in body.items())
     if isinstance(body, list):
         return " ".join(_detail(v) for v in body)
     return str(body)
