@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import os
 
-from .app import create_app
+from .app import create_app, start_prelabeling
 from .model import get_model
 from .settings import Settings, SettingsError
 
@@ -60,11 +60,13 @@ def _warm_analysis() -> None:
 
 
 def post_fork(server, worker) -> None:
-    """Gunicorn hook, in each new worker: load the model before the worker accepts requests."""
+    """Gunicorn hook, in each new worker: load the model before the worker accepts requests, then start the
+    pre-labeling workers that share it."""
     try:
         get_model(_settings).load()
     except Exception:
         _log.exception("worker %s: model load failed; /predict will retry and report the cause", worker.pid)
+    start_prelabeling(_settings)
 
 
 _warm_analysis()

@@ -78,21 +78,24 @@ def json_body() -> dict:
     return body
 
 
-def queue_length(state: AppState) -> int | None:
-    """Pending jobs in the pre-labeling queue (``ml_backend.jobqueue``), None when there is no queue module or
-    it cannot be opened."""
+def queue_status(state: AppState) -> dict:
+    """The pre-labeling queue's part of /health (``ml_backend.jobqueue``): ``queue_length`` and, where the queue
+    reports them, its counts and recently failed tasks. Empty when there is no queue module or it cannot be
+    opened (a broken queue must not make the backend look down)."""
     try:
         jobqueue = importlib.import_module("ml_backend.jobqueue")
     except ModuleNotFoundError:
-        return None
+        return {}
     try:
         with state.queue_lock:
             if state.queue is None:
                 state.queue = jobqueue.open_queue(state.settings)
-        return int(state.queue.pending_count())
-    except Exception as exc:  # a broken queue must not make the backend look down
-        log.warning("queue length unavailable: %s", exc)
-        return None
+        if hasattr(state.queue, "health"):
+            return dict(state.queue.health())
+        return {"queue_length": int(state.queue.pending_count())}
+    except Exception as exc:
+        log.warning("pre-labeling queue status unavailable: %s", exc)
+        return {}
 
 
 def prometheus_text(state: AppState, model: SongModel) -> str:
@@ -109,6 +112,11 @@ def prometheus_text(state: AppState, model: SongModel) -> str:
     for name, value, help_text in metric_values(model):
         lines += [f"# HELP ls_acestep_{name} {help_text}", f"# TYPE ls_acestep_{name} counter",
                   f"ls_acestep_{name} {value}"]
+    counts = queue_status(state).get("queue") or {}
+    if counts:
+        lines += ["# HELP ls_acestep_queue_jobs Pre-labeling jobs by state (shared by all processes).",
+                  "# TYPE ls_acestep_queue_jobs gauge"]
+        lines += [f'ls_acestep_queue_jobs{{state="{k}"}} {v}' for k, v in sorted(counts.items())]
     return "\n".join(lines) + "\n"
 
 
@@ -123,6 +131,19 @@ def metric_values(model: SongModel) -> list[tuple[str, float, str]]:
         ("cache_hits_total", c.hits, "Predictions served from the cache."),
         ("cache_misses_total", c.misses, "Cache lookups that found nothing."),
     ]
+
+
+def start_prelabeling(settings: Settings) -> None:
+    """Start this process's pre-labeling queue workers (``ml_backend.worker``, when present): threads must be
+    started after the fork, in the process that serves."""
+    try:
+        from .worker import start_background_workers
+    except ModuleNotFoundError:
+        return
+    try:
+        start_background_workers(settings)
+    except Exception:  # the queue is optional; /predict works without it
+        log.exception("pre-labeling workers did not start")
 
 
 def create_app(settings: Settings | None = None) -> Flask:
@@ -170,9 +191,7 @@ def create_app(settings: Settings | None = None) -> Flask:
             "model_version": model.model_version(),
             "model_loaded": model.loaded,
         }
-        pending = queue_length(state)
-        if pending is not None:
-            body["queue_length"] = pending
+        body.update(queue_status(state))
         return body
 
     @app.get("/")
@@ -225,6 +244,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         if request.args.get("format") == "json" or request.accept_mimetypes.best == "application/json":
             body = {"requests": dict(state.requests), "errors": dict(state.errors)}
             body.update({name: value for name, value, _ in metric_values(model)})
+            body["queue"] = queue_status(state).get("queue") or {}
             return jsonify(body)
         return Response(prometheus_text(state, model), mimetype="text/plain; version=0.0.4")
 

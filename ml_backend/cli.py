@@ -22,7 +22,7 @@ def serve_command(host: str, port: int, debug: bool, use_gunicorn: bool, no_warm
     if use_gunicorn:
         args = [sys.executable, "-m", "gunicorn", "-c", "python:ml_backend._wsgi", "--bind", f"{host}:{port}"]
         os.execv(sys.executable, args)  # gunicorn replaces this process; its workers load the model after fork
-    from .app import create_app
+    from .app import create_app, start_prelabeling
     from .model import get_model
     from .settings import Settings, SettingsError
 
@@ -40,4 +40,6 @@ def serve_command(host: str, port: int, debug: bool, use_gunicorn: bool, no_warm
             get_model(settings).load()
         except Exception as exc:
             raise click.ClickException(f"the model could not be loaded: {exc}") from None
+    if not debug or os.environ.get("WERKZEUG_RUN_MAIN") == "true":
+        start_prelabeling(settings)
     app.run(host=host, port=port, debug=debug, threaded=True)

@@ -130,7 +130,8 @@ class SongModel:
 
                     started = time.perf_counter()
                     self._engine = create_engine(self.settings)
-                    log.info("engine %s (%s) ready in %.1f s", self.settings.engine, self.settings.model_id,
+                    log.info("engine %s%s ready in %.1f s", self.settings.engine,
+                             "" if self.settings.engine == "dsp" else f" ({self.settings.model_id})",
                              time.perf_counter() - started)
         return self._engine
 

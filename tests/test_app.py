@@ -67,6 +67,7 @@ def test_health_and_root(client, settings):
         assert body["model_class"] == "SongModel"
         assert body["engine"] == "dsp"
         assert body["model_version"].startswith("dsp-")
+        assert body["queue_length"] == 0  # the pre-labeling queue (SQLite in MODEL_DIR) is empty
 
 
 def test_setup_is_cheap_and_returns_the_model_version(client, settings):
