@@ -186,3 +186,13 @@ def test_metrics_count_requests_and_predictions(client):
     assert "ls_acestep_prediction_failures_total 1" in text
     body = client.get("/metrics?format=json").get_json()
     assert body["predictions_total"] >= 1 and body["prediction_failures_total"] == 1
+
+
+def test_readme_settings_table_lists_every_variable():
+    from pathlib import Path
+
+    from ml_backend.settings import ENV_VARS
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    rows = {line.split("|")[1].strip().strip("`") for line in readme.splitlines() if line.startswith("| `")}
+    assert set(ENV_VARS) <= rows, sorted(set(ENV_VARS) - rows)
