@@ -31,6 +31,7 @@ class RegionPlan:
     end: float  # seconds
     letter: str  # repetition letter from the analysis (A, B, ...)
     descriptions: list  # list[WindowDescription]
+    sure_label: str = ""  # a label the analysis is sure of ("Silence"); it wins over the model's
 
 
 def format_time(seconds: float) -> str:
@@ -102,13 +103,15 @@ def build_song(analysis, regions: list[RegionPlan], fallback_labels: list[str],
                allowed_labels: tuple[str, ...] | list[str], caption: str) -> SongAnnotation:
     """Assemble the SongAnnotation of one song.
 
-    ``fallback_labels`` holds one label per region from the repetition letters (used where the model gave
-    none); ``allowed_labels`` is the config's label set; ``caption`` is the song caption already written."""
+    A region's label is the one the analysis is sure of, else the model's majority, else ``fallback_labels``
+    (one per region, from the repetition letters); all mapped onto ``allowed_labels``, the config's label set.
+    ``caption`` is the song caption already written."""
     all_descriptions = [d for r in regions for d in r.descriptions]
     described = [d for d in all_descriptions if d.ok]
     song_regions = []
     for index, plan in enumerate(regions):
-        label = region_label(plan.descriptions, allowed_labels)
+        label = normalize_section_label(plan.sure_label, allowed_labels) if plan.sure_label else ""
+        label = label or region_label(plan.descriptions, allowed_labels)
         if not label and index < len(fallback_labels):
             label = normalize_section_label(fallback_labels[index], allowed_labels) or ""
         song_regions.append(Region(

@@ -278,7 +278,8 @@ class SongModel:
         from .analysis import letters_to_labels
         from .caption import song_caption
 
-        plans = [RegionPlan(start=s.start, end=s.end, letter=s.letter, descriptions=[]) for s in job.regions]
+        plans = [RegionPlan(start=s.start, end=s.end, letter=s.letter, descriptions=[],
+                            sure_label=getattr(s, "label", "")) for s in job.regions]
         for window, description in zip(job.windows, descriptions):
             if 0 <= window.region < len(plans):
                 plans[window.region].descriptions.append(description)

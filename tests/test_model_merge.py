@@ -50,3 +50,43 @@ def test_language_majority_prefers_a_known_language():
 def test_ok_rate():
     assert window_ok_rate([described(), failed(), described(), described()]) == 0.75
     assert window_ok_rate([]) == 1.0
+
+
+def an_analysis(**overrides):
+    from ml_backend.analysis import MusicAnalysis, Section
+
+    fields = dict(duration=60.0, bpm=119.6, beats=[0.5, 1.0], keyscale="A minor", key_confidence=0.8,
+                  timesignature="4", timesignature_confident=True,
+                  sections=[Section(0.0, 20.0, "A"), Section(20.0, 40.0, "B"), Section(40.0, 60.0, "", "Silence")])
+    fields.update(overrides)
+    return MusicAnalysis(**fields)
+
+
+def test_build_song_regions_and_song_fields():
+    analysis = an_analysis()
+    plans = [
+        RegionPlan(0.0, 20.0, "A", [described(section_label="Verse", summary="Quiet verse.", genres=["folk"],
+                                              instruments=["guitar"], vocal_language="English"),
+                                    described(section_label="verse", summary="Still quiet.", genres=["Folk", "pop"],
+                                              instruments=["Guitar", "voice"], vocal_language="en")]),
+        RegionPlan(20.0, 40.0, "B", [failed()]),  # the model failed: the letter-based label, no text
+        RegionPlan(40.0, 60.0, "", [described(section_label="Chorus", summary="Hm.")], sure_label="Silence"),
+    ]
+    song = build_song(analysis, plans, ["Verse", "Chorus", "Silence"], LABELS + ("Silence",), " A folk song. ")
+    assert [(r.start_sec, r.end_sec, r.section_label) for r in song.regions] == [
+        (0.0, 20.0, "Verse"), (20.0, 40.0, "Chorus"), (40.0, 60.0, "Silence")]
+    assert song.regions[0].notes == "Quiet verse. Still quiet."
+    assert song.regions[1].notes == ""
+    assert len({r.id for r in song.regions}) == 3
+    assert song.genres == ["folk", "pop"] and song.instruments == ["guitar", "voice"]
+    assert (song.bpm, song.keyscale, song.timesignature, song.language) == (120, "A minor", "4", "en")
+    assert song.caption == "A folk song." and song.duration == 60.0
+
+
+def test_score_falls_with_failed_windows_and_uncertain_analysis():
+    sure = an_analysis()
+    unsure = an_analysis(key_confidence=0.2, timesignature_confident=False, bpm=None)
+    all_ok = [described(), described()]
+    half = [described(), failed()]
+    assert 0 < song_score(all_ok, unsure) < song_score(all_ok, sure) <= 1
+    assert song_score(half, sure) == round(song_score(all_ok, sure) / 2, 4)
