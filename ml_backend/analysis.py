@@ -1,0 +1,428 @@
+"""Music facts without a model: duration, tempo and beat grid, key, a time-signature guess, and section boundaries
+with repetition letters (A, B, C: sections that sound alike share a letter).
+
+The path of one song: `analyze(y, sr)` resamples to ANALYSIS_SR, computes two spectrograms (a short one for
+onsets and timbre, a long one for pitch), tracks beats on the onset envelope, averages the features per beat, and
+from those beat-synchronous features finds the key (chroma against key profiles), the meter (how strongly harmony
+and accents recur every 3 or 4 beats) and the structure (checkerboard novelty on a beat-lag similarity band, then
+repeated sections clustered by their mean features). Every step works on arrays that grow linearly with the
+song's length, so an hour-long file does not need an hour-squared similarity matrix.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from label_config.vocabulary import KEYSCALES, SECTION_LABELS, normalize_bpm
+
+ANALYSIS_SR = 11025  # Hz: enough for onsets, chroma and timbre; a quarter of the work of 44.1 kHz
+HOP = 256  # samples per onset/timbre frame at ANALYSIS_SR (23 ms)
+CHROMA_FFT = 4096  # samples: 2.7 Hz bins resolve semitones down to the bass register
+CHROMA_HOP = 1024  # samples per chroma frame (93 ms)
+SILENCE_DB = -60.0  # dBFS: RMS below this is silence
+MIN_SECTION_SECONDS = 6.0  # boundaries closer than this are not both kept
+NOVELTY_SECONDS = 8.0  # half-width of the checkerboard kernel
+CHROMA_SMOOTH_BEATS = 4  # chroma is averaged over a bar so chord changes inside a section are not boundaries
+NOVELTY_THRESHOLD = 0.2  # a peak must rise this fraction of the way from the median to the maximum novelty
+REPEAT_DISTANCE = 0.55  # clustering threshold on standardised section-feature distance (per dimension)
+
+# Key profiles of Albrecht & Shanahan (2013), pitch-class distributions of major and minor pieces, tonic first.
+# On our rendered songs they separate a major key from its relative minor better than Krumhansl-Kessler's.
+_MAJOR_PROFILE = np.array([0.238, 0.006, 0.111, 0.006, 0.137, 0.094, 0.016, 0.214, 0.009, 0.080, 0.008, 0.081])
+_MINOR_PROFILE = np.array([0.220, 0.006, 0.104, 0.123, 0.019, 0.103, 0.012, 0.214, 0.062, 0.022, 0.061, 0.052])
+
+
+@dataclass
+class Section:
+    """A stretch of the song in seconds. `letter` is shared by sections that repeat (A, B, C, ...; "" for
+    silence); `label` is set only where the DSP is sure ("Silence"); `loudness` is the mean RMS level in dBFS."""
+
+    start: float
+    end: float
+    letter: str
+    label: str = ""
+    loudness: float = SILENCE_DB
+
+
+@dataclass
+class MusicAnalysis:
+    """What `analyze` finds. Times in seconds, `bpm` in beats per minute, `keyscale` in ACE-Step spelling
+    ("F# minor"), `timesignature` the beats per bar as ACE-Step reads it ("3", "4")."""
+
+    duration: float
+    bpm: float | None
+    beats: list[float]
+    keyscale: str | None
+    key_confidence: float
+    timesignature: str
+    timesignature_confident: bool
+    sections: list[Section] = field(default_factory=list)
+
+
+@dataclass
+class _Features:
+    """Frame-level features of one song at ANALYSIS_SR."""
+
+    onset: np.ndarray  # onset strength per HOP frame
+    mfcc: np.ndarray  # (13, frames) per HOP frame
+    rms_db: np.ndarray  # RMS level in dBFS per HOP frame
+    chroma: np.ndarray  # (12, frames) per CHROMA_HOP frame
+
+
+def analyze(y: np.ndarray, sr: int) -> MusicAnalysis:
+    """Analyse a mono signal `y` sampled at `sr` Hz (any rate; resampled to ANALYSIS_SR internally)."""
+    from ml_backend.audio import resample
+
+    y = np.asarray(y, dtype=np.float32)
+    duration = len(y) / float(sr)
+    y = resample(y, sr, ANALYSIS_SR)
+    if _is_silent(y):
+        return MusicAnalysis(duration=duration, bpm=None, beats=[], keyscale=None, key_confidence=0.0,
+                             timesignature="4", timesignature_confident=False,
+                             sections=[Section(0.0, duration, "", "Silence", _db(_rms(y)))])
+    feats = _features(y)
+    bpm, beats = _beats(feats.onset)
+    keyscale, key_conf = _key(feats.chroma)
+    beat_frames = _grid_frames(beats, duration)
+    chroma_b = _sync(feats.chroma, beat_frames * HOP // CHROMA_HOP)
+    mfcc_b = _sync(feats.mfcc, beat_frames)
+    onset_b = _sync(feats.onset[None, :], beat_frames)[0]
+    rms_b = _sync(feats.rms_db[None, :], beat_frames)
+    meter, meter_conf = _meter(chroma_b, onset_b)
+    sections = _sections(chroma_b, mfcc_b, rms_b, beat_frames, feats.rms_db, duration)
+    return MusicAnalysis(duration=duration, bpm=bpm, beats=[round(float(b), 3) for b in beats],
+                         keyscale=keyscale, key_confidence=key_conf, timesignature=str(meter),
+                         timesignature_confident=meter_conf, sections=sections)
+
+
+def warm_up() -> None:
+    """Run the analysis once on a few seconds of synthetic clicks and chords so librosa's numba functions are
+    compiled at start-up rather than during the first request."""
+    sr = ANALYSIS_SR
+    t = np.arange(int(8 * sr)) / sr
+    y = 0.1 * np.sin(2 * np.pi * 220 * t) * (1 + (t * 2 % 1 < 0.05))
+    analyze(y.astype(np.float32), sr)
+
+
+# --- features ----------------------------------------------------------------------------------------------------
+
+def _rms(y: np.ndarray) -> float:
+    return float(np.sqrt(np.mean(np.square(y, dtype=np.float64)))) if len(y) else 0.0
+
+
+def _db(rms: float | np.ndarray) -> float | np.ndarray:
+    """RMS amplitude to dBFS, floored at -100 dB."""
+    return 20.0 * np.log10(np.maximum(rms, 1e-5))
+
+
+def _is_silent(y: np.ndarray) -> bool:
+    """True when the whole signal is below SILENCE_DB (or empty)."""
+    return len(y) < ANALYSIS_SR // 4 or _db(_rms(y)) < SILENCE_DB
+
+
+def _features(y: np.ndarray) -> _Features:
+    """Onset strength, MFCC and RMS from a 1024-sample STFT; chroma from a CHROMA_FFT STFT."""
+    import librosa
+
+    sr = ANALYSIS_SR
+    spec = np.abs(librosa.stft(y, n_fft=1024, hop_length=HOP)) ** 2
+    mel = librosa.feature.melspectrogram(S=spec, sr=sr, n_mels=64, fmax=sr / 2)
+    mel_db = librosa.power_to_db(mel, ref=np.max)
+    onset = librosa.onset.onset_strength(S=mel_db, sr=sr, hop_length=HOP)
+    mfcc = librosa.feature.mfcc(S=mel_db, n_mfcc=13)
+    rms_db = _db(np.sqrt(spec.sum(axis=0) * 2 / 1024 ** 2 / 0.375))  # Hann window energy correction
+    cspec = np.abs(librosa.stft(y, n_fft=CHROMA_FFT, hop_length=CHROMA_HOP)) ** 2
+    chroma = librosa.feature.chroma_stft(S=cspec, sr=sr, n_fft=CHROMA_FFT, tuning=0.0)
+    return _Features(onset=onset, mfcc=mfcc, rms_db=rms_db, chroma=chroma)
+
+
+def _beats(onset: np.ndarray) -> tuple[float | None, np.ndarray]:
+    """Tempo in bpm and beat times in seconds from the onset envelope. The tempo is the slope of a line fitted
+    through the beat times, which is finer than the beat tracker's frame-quantised period."""
+    import librosa
+
+    # librosa's own trim=True drops whole loud sections at the end on some songs; trim by onset activity instead
+    _, frames = librosa.beat.beat_track(onset_envelope=onset, sr=ANALYSIS_SR, hop_length=HOP, trim=False)
+    frames = _trim_beats(np.asarray(frames), onset)
+    times = librosa.frames_to_time(frames, sr=ANALYSIS_SR, hop_length=HOP)
+    if len(times) < 4:
+        return None, times
+    period = float(np.polyfit(np.arange(len(times)), times, 1)[0])
+    bpm = 60.0 / period if period > 0 else None
+    if bpm is None or normalize_bpm(bpm) is None:
+        return None, times
+    return round(bpm, 1), times
+
+
+def _trim_beats(frames: np.ndarray, onset: np.ndarray) -> np.ndarray:
+    """Drop beats (HOP-frame indices) before the first and after the last second with real onset activity
+    (a one-second mean above a quarter of the song's median), e.g. in a silent lead-in or a reverb tail."""
+    if len(frames) == 0:
+        return frames
+    fps = ANALYSIS_SR / HOP
+    second = max(1, int(round(fps)))
+    activity = np.convolve(onset, np.ones(second) / second, mode="same")
+    active = np.flatnonzero(activity > 0.25 * np.median(activity[activity > 0]) if np.any(activity > 0) else [])
+    if len(active) == 0:
+        return frames[:0]
+    lo, hi = active[0] - second // 2, active[-1] + second // 2
+    return frames[(frames >= lo) & (frames <= hi)]
+
+
+def _grid_frames(beats: np.ndarray, duration: float) -> np.ndarray:
+    """HOP-frame indices of the grid the structure is computed on: the beats, or half-second steps when there
+    are too few beats (music without a pulse). Lead-in and tail before the first and after the last beat are
+    not columns of their own; they join the first and last section."""
+    if len(beats) < 8:
+        beats = np.arange(0.0, duration, 0.5)
+    frames = np.round(np.asarray(beats) * ANALYSIS_SR / HOP).astype(int)
+    return np.unique(frames[frames <= int(duration * ANALYSIS_SR / HOP)])
+
+
+def _sync(feature: np.ndarray, bounds: np.ndarray) -> np.ndarray:
+    """Mean of `feature` (dims, frames) between consecutive `bounds` frame indices: (dims, len(bounds) - 1)."""
+    n = feature.shape[1]
+    bounds = np.clip(bounds, 0, n)
+    cums = np.concatenate([np.zeros((feature.shape[0], 1)), np.cumsum(feature, axis=1)], axis=1)
+    lo, hi = bounds[:-1], np.maximum(bounds[1:], bounds[:-1] + 1)
+    hi = np.minimum(hi, n)
+    lo = np.minimum(lo, hi - 1)
+    return (cums[:, hi] - cums[:, lo]) / np.maximum(hi - lo, 1)
+
+
+# --- key ---------------------------------------------------------------------------------------------------------
+
+def _key(chroma: np.ndarray) -> tuple[str | None, float]:
+    """Best of the 24 keys by correlation of the song's mean chroma with rotated key profiles. Confidence in
+    [0, 1]: the margin of the best correlation over the runner-up, scaled so 0.1 or more counts as sure."""
+    profile = chroma.mean(axis=1)
+    if not np.any(profile > 0):
+        return None, 0.0
+    scores = np.empty(24)
+    for tonic in range(12):
+        for m, template in enumerate((_MAJOR_PROFILE, _MINOR_PROFILE)):
+            scores[m * 12 + tonic] = np.corrcoef(profile, np.roll(template, tonic))[0, 1]
+    order = np.argsort(scores)[::-1]
+    best = int(order[0])
+    confidence = float(np.clip((scores[best] - scores[order[1]]) * 10.0, 0.0, 1.0))
+    return KEYSCALES[best], round(confidence, 3)
+
+
+# --- meter -------------------------------------------------------------------------------------------------------
+
+def _meter(chroma_b: np.ndarray, onset_b: np.ndarray) -> tuple[int, bool]:
+    """Beats per bar, 3 or 4, from where harmony changes and accents fall. For each candidate period and phase,
+    the contrast between beats at that phase and the rest; the larger best contrast wins. Returns (4, False)
+    when the evidence is weak or the song has too few beats."""
+    n = chroma_b.shape[1]
+    if n < 16:
+        return 4, False
+    c = chroma_b / (np.linalg.norm(chroma_b, axis=0, keepdims=True) + 1e-9)
+    change = np.concatenate([[0.0], 1.0 - np.sum(c[:, 1:] * c[:, :-1], axis=0)])
+    accent = onset_b / (onset_b.mean() + 1e-9)
+    evidence = change / (change.mean() + 1e-9) + accent
+    scores = {}
+    for period in (3, 4):
+        best = 0.0
+        for phase in range(period):
+            at = evidence[phase::period]
+            rest = np.delete(evidence, np.arange(phase, n, period))
+            best = max(best, (at.mean() - rest.mean()) / (evidence.std() + 1e-9))
+        scores[period] = best
+    if scores[3] > scores[4] * 1.15 and scores[3] > 0.5:
+        return 3, True
+    return 4, scores[4] > scores[3] * 1.15 and scores[4] > 0.5
+
+
+# --- structure ---------------------------------------------------------------------------------------------------
+
+def _standardize(x: np.ndarray) -> np.ndarray:
+    """Zero mean, unit variance per row (dimension), over time."""
+    return (x - x.mean(axis=1, keepdims=True)) / (x.std(axis=1, keepdims=True) + 1e-9)
+
+
+def _lag_band(x: np.ndarray, width: int) -> np.ndarray:
+    """Similarity of beat i with beat i + lag for lag in [-width, width]: shape (2*width + 1, n), zero outside
+    the song. A Gaussian of the Euclidean distance, its scale the median distance within the band, so two
+    sections that both differ from the loudest one still look different from each other. Linear in the song's
+    length, unlike a full self-similarity matrix."""
+    n = x.shape[1]
+    dist = np.full((2 * width + 1, n), np.nan)
+    for k, lag in enumerate(range(-width, width + 1)):
+        if lag >= 0:
+            dist[k, : n - lag] = np.sum((x[:, : n - lag] - x[:, lag:]) ** 2, axis=0)
+        else:
+            dist[k, -lag:] = np.sum((x[:, -lag:] - x[:, : n + lag]) ** 2, axis=0)
+    scale = np.nanmedian(dist[dist > 0]) if np.any(dist > 0) else 1.0
+    return np.nan_to_num(np.exp(-dist / scale), nan=0.0)
+
+
+def _novelty(x: np.ndarray, width: int) -> np.ndarray:
+    """Foote checkerboard novelty per beat boundary: similarity within the past and within the future minus
+    similarity across, with a Gaussian taper; computed from the lag band, O(n * width^2). Near the song's ends
+    the kernel is normalised by the part of it that lies inside the song, so a first or last section change is
+    not weaker than one in the middle."""
+    n = x.shape[1]
+    band = _lag_band(x, 2 * width)
+    offsets = np.arange(-width, width)  # beats before (<0) and after (>=0) the boundary
+    taper = np.exp(-0.5 * ((offsets + 0.5) / (width / 2.0)) ** 2)
+    inside = np.pad(np.ones(n), width)
+    padded = np.pad(band, ((0, 0), (width, width)))
+    sums = {True: np.zeros(n), False: np.zeros(n)}  # weighted similarity: same side of the boundary, across
+    mass = {True: np.zeros(n), False: np.zeros(n)}  # kernel weight that lies inside the song
+    for a, wa in zip(offsets, taper):
+        for b, wb in zip(offsets, taper):
+            same = bool((a < 0) == (b < 0))
+            # the similarity of beats i+a and i+b sits in the band at row lag = b - a, column i + a
+            sums[same] += wa * wb * padded[(b - a) + 2 * width, width + a: width + a + n]
+            mass[same] += wa * wb * inside[width + a: width + a + n] * inside[width + b: width + b + n]
+    # at most double the weight of a truncated kernel, so a few beats at an end cannot make a boundary
+    full = {side: m.max() for side, m in mass.items()}
+    within = sums[True] / np.maximum(mass[True], 0.5 * full[True])
+    across = sums[False] / np.maximum(mass[False], 0.5 * full[False])
+    return np.maximum(within - across, 0.0)
+
+
+def _peaks(novelty: np.ndarray, min_gap: int) -> list[int]:
+    """Local maxima of the novelty at least `min_gap` beats apart, above an adaptive threshold (NOVELTY_THRESHOLD
+    of the way from the median to the maximum); the strongest are chosen first."""
+    if len(novelty) < 3 or novelty.max() <= 0:
+        return []
+    threshold = np.median(novelty) + NOVELTY_THRESHOLD * (novelty.max() - np.median(novelty))
+    candidates = [i for i in range(1, len(novelty) - 1)
+                  if novelty[i] >= novelty[i - 1] and novelty[i] >= novelty[i + 1] and novelty[i] > threshold]
+    chosen: list[int] = []
+    for i in sorted(candidates, key=lambda j: -novelty[j]):
+        if all(abs(i - j) >= min_gap for j in chosen):
+            chosen.append(i)
+    return sorted(chosen)
+
+
+def _smooth(x: np.ndarray, beats: int) -> np.ndarray:
+    """Moving average over `beats` columns (same length)."""
+    if beats <= 1 or x.shape[1] < beats:
+        return x
+    kernel = np.ones(beats) / beats
+    return np.array([np.convolve(row, kernel, mode="same") for row in x])
+
+
+def _sections(chroma_b: np.ndarray, mfcc_b: np.ndarray, rms_b: np.ndarray, beat_frames: np.ndarray,
+              rms_db: np.ndarray, duration: float) -> list[Section]:
+    """Boundaries from novelty of beat-synchronous harmony (chroma over a bar), timbre (MFCC without the level
+    term) and loudness, snapped to beats; then repetition letters."""
+    feats = np.vstack([_standardize(_smooth(chroma_b, CHROMA_SMOOTH_BEATS)), _standardize(mfcc_b[1:]),
+                       2.0 * _standardize(rms_b)])
+    times = beat_frames * HOP / ANALYSIS_SR  # column i spans times[i]..times[i+1]
+    n = feats.shape[1]
+    if n < 2:
+        return [Section(0.0, round(duration, 3), "A", "", round(float(_db(np.sqrt(np.mean(10.0 ** (rms_db / 10.0))))), 1))]
+    beat_seconds = float(np.median(np.diff(times))) if n > 1 else duration
+    min_gap = max(2, int(round(MIN_SECTION_SECONDS / max(beat_seconds, 1e-3))))
+    width = min(max(2, int(round(NOVELTY_SECONDS / max(beat_seconds, 1e-3)))), max(2, n // 4))
+    novelty = _novelty(feats, width)
+    # no section shorter than min_gap at either end; also keeps the edges' large values out of the threshold
+    novelty[:min_gap] = 0.0
+    novelty[max(0, n - min_gap + 1):] = 0.0
+    cuts = _peaks(novelty, min_gap)
+    edges = [0] + cuts + [n]
+    sections = []
+    for lo, hi in zip(edges[:-1], edges[1:]):
+        start = 0.0 if lo == 0 else float(times[lo])
+        end = duration if hi == n else float(times[hi])
+        frames = rms_db[int(start * ANALYSIS_SR / HOP): max(int(end * ANALYSIS_SR / HOP), int(start * ANALYSIS_SR / HOP) + 1)]
+        # level of the mean power, so a quiet release tail does not drag a loud section down
+        level = _db(np.sqrt(np.mean(10.0 ** (frames / 10.0))))
+        sections.append(Section(round(start, 3), round(end, 3), "", "", round(float(level), 1)))
+    letters = _letters([feats[:, lo:hi] for lo, hi in zip(edges[:-1], edges[1:])])
+    for section, letter in zip(sections, letters):
+        section.letter = letter
+    return sections
+
+
+def _letters(parts: list[np.ndarray]) -> list[str]:
+    """Repetition letters for consecutive sections from their mean features: average-linkage clustering at
+    REPEAT_DISTANCE; letters given in order of first appearance (A, B, C, ...)."""
+    if not parts:
+        return []
+    means = np.array([p.mean(axis=1) for p in parts])
+    if len(parts) == 1:
+        return ["A"]
+    from scipy.cluster.hierarchy import fcluster, linkage
+
+    dist = linkage(means, method="average", metric="euclidean")
+    labels = fcluster(dist, t=REPEAT_DISTANCE * np.sqrt(means.shape[1]), criterion="distance")
+    names: dict[int, str] = {}
+    out = []
+    for label in labels:
+        if label not in names:
+            names[label] = chr(ord("A") + min(len(names), 25))
+        out.append(names[label])
+    return out
+
+
+# --- labels from letters -----------------------------------------------------------------------------------------
+
+_FALLBACKS = {
+    "Chorus": ("Chorus", "Verse"),
+    "Verse": ("Verse", "Chorus"),
+    "Pre-Chorus": ("Pre-Chorus", "Build", "Verse"),
+    "Intro": ("Intro", "Instrumental", "Verse"),
+    "Outro": ("Outro", "Instrumental", "Verse"),
+    "Bridge": ("Bridge", "Instrumental", "Solo", "Verse"),
+    "Silence": ("Silence", "Instrumental"),
+}
+
+
+def _pick(wanted: str, allowed: tuple[str, ...]) -> str:
+    """`wanted` when allowed, else its first allowed fallback, else the first allowed label."""
+    for label in _FALLBACKS.get(wanted, (wanted,)):
+        if label in allowed:
+            return label
+    return allowed[0] if allowed else wanted
+
+
+def _is_pre_chorus(sections: list[Section], letter: str, chorus: str | None, repeated: list[str]) -> bool:
+    """True when every `letter` section sits between another repeated section and the chorus (V P C V P C)."""
+    if chorus is None:
+        return False
+    spots = [i for i, s in enumerate(sections) if s.letter == letter]
+    return all(0 < i < len(sections) - 1 and sections[i + 1].letter == chorus
+               and sections[i - 1].letter in repeated and sections[i - 1].letter not in (letter, chorus)
+               for i in spots)
+
+
+def letters_to_labels(sections: list[Section], allowed_labels: list[str] | tuple[str, ...] = SECTION_LABELS
+                      ) -> list[str]:
+    """Section labels from repetition alone, for when the model gives none: the repeated letter with the highest
+    loudness is the Chorus, other repeated letters are Verses (a repeated letter that always comes right before
+    the Chorus is a Pre-Chorus); unique sections are the Intro when first, the Outro when last, a Bridge in the
+    middle. Silence stays Silence. Every label is one of `allowed_labels` (fallbacks: Verse, Instrumental)."""
+    allowed = tuple(allowed_labels) or SECTION_LABELS
+    music = [s for s in sections if not s.label]
+    counts: dict[str, int] = {}
+    loudness: dict[str, list[float]] = {}
+    for s in music:
+        counts[s.letter] = counts.get(s.letter, 0) + 1
+        loudness.setdefault(s.letter, []).append(s.loudness)
+    repeated = [letter for letter, c in counts.items() if c > 1]
+    chorus = max(repeated, key=lambda k: (np.mean(loudness[k]), counts[k]), default=None)
+    labels = []
+    for i, s in enumerate(sections):
+        if s.label:
+            labels.append(_pick(s.label, allowed))
+        elif s.letter == chorus:
+            labels.append(_pick("Chorus", allowed))
+        elif s.letter in repeated:
+            labels.append(_pick("Pre-Chorus" if _is_pre_chorus(sections, s.letter, chorus, repeated)
+                                else "Verse", allowed))
+        elif i == 0 and len(sections) > 1:
+            labels.append(_pick("Intro", allowed))
+        elif i == len(sections) - 1 and len(sections) > 1:
+            labels.append(_pick("Outro", allowed))
+        elif len(sections) == 1:
+            labels.append(_pick("Verse", allowed))
+        else:
+            labels.append(_pick("Bridge", allowed))
+    return labels
