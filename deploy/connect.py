@@ -11,7 +11,7 @@ http://ml-backend:9090), not the one your browser uses.
 
 from __future__ import annotations
 
-import sys
+import re
 import time
 from dataclasses import dataclass
 from typing import Callable
@@ -207,10 +207,10 @@ def _detail(body) -> str:
             return _detail(body["validation_errors"])
         if "detail" in body:
             return _detail(body["detail"])
-        return "; ".join(f"{k}: {_detail(v)}" for k, v in body.items())
+        return "; ".join(_detail(v) if k == "non_field_errors" else f"{k}: {_detail(v)}" for k, v in body.items())
     if isinstance(body, list):
         return " ".join(_detail(v) for v in body)
-    return str(body)
+    return re.sub(r"<[^>]+>", "", str(body))  # Label Studio puts HTML links in some messages
 
 
 # ---- command line ----------------------------------------------------------------------------------------------

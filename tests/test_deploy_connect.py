@@ -275,3 +275,17 @@ def test_compose_init_service_runs_it_with_its_environment(fake_ls, tmp_path):
     assert fake_ls.storages[0]["path"] == "/label-studio/files/songs"
     assert fake_ls.projects[0]["title"] == "Songs"
     assert "open /projects/1/data" in out.stdout
+
+
+def test_label_studio_error_bodies_become_one_plain_line():
+    """The body Label Studio 1.23.2 really sends when it cannot reach a backend (seen on a local server)."""
+    body = _validation_error("non_field_errors", (
+        "Can't connect to ML backend http://127.0.0.1:19399, health check failed. Make sure it is up and your "
+        'firewall is properly configured. <a href="https://labelstud.io/guide/ml.html">Learn more</a> about how '
+        "to set up an ML backend."))
+    message = connect.explain("connecting the ML backend", 400, body)
+    assert message.startswith("connecting the ML backend: Label Studio answered HTTP 400: Can't connect")
+    assert "<a" not in message and "Learn more about" in message and "non_field_errors" not in message
+    assert message.endswith("check `docker compose logs ml-backend`")
+    assert connect.explain("x", 500, "Server Error") == "x: Label Studio answered HTTP 500: Server Error"
+    assert "url: bad" in connect.explain("x", 400, {"detail": "Validation error", "validation_errors": {"url": ["bad"]}})
