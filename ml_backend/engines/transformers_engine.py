@@ -75,6 +75,19 @@ def load_model(model_id: str, device: str = "auto") -> LoadedModel:
         return _LOADED[key]
 
 
+def register_model(model_id: str, device: str, model, processor, family: str = "qwen2_audio") -> LoadedModel:
+    """Put an already built model under ``model_id`` in the cache (the batching benchmark builds a full-size
+    model with random weights in memory instead of loading 16 GiB from disk)."""
+    import torch
+
+    processor.tokenizer.padding_side = "left"
+    loaded = LoadedModel(model=model, processor=processor, family=family, device=device,
+                         dtype=next(model.parameters(), torch.zeros(0)).dtype)
+    with _LOAD_LOCK:
+        _LOADED[(model_id, device)] = loaded
+    return loaded
+
+
 def _load(model_id: str, device: str) -> LoadedModel:
     import torch
     from transformers import AutoConfig, AutoProcessor, GenerationConfig
@@ -105,7 +118,11 @@ def _load(model_id: str, device: str) -> LoadedModel:
         model = model_cls.from_pretrained(source, dtype=dtype, local_files_only=local)
         model.to(device).eval()
     except Exception as exc:
-        raise EngineError(f"cannot load MODEL_ID={model_id!r} on {device}: {exc}") from exc
+        hint = ""
+        if family == "qwen2_5_omni" and not _has_torchvision():
+            # Qwen2.5-Omni's processor bundles image and video processors, and the video one needs torchvision.
+            hint = " Qwen2.5-Omni's processor needs torchvision: pip install the torchvision build matching torch."
+        raise EngineError(f"cannot load MODEL_ID={model_id!r} on {device}: {_short(exc)}.{hint}") from exc
     # Left padding: generation continues every prompt from its last real token (right padding changes outputs).
     processor.tokenizer.padding_side = "left"
     # Keep only the stop/pad ids of the checkpoint's generation defaults; sampling comes from our settings alone
@@ -117,6 +134,12 @@ def _load(model_id: str, device: str) -> LoadedModel:
     )
     log.info("loaded %s (%s) on %s as %s", model_id, family, device, dtype)
     return LoadedModel(model=model, processor=processor, family=family, device=device, dtype=dtype)
+
+
+def _has_torchvision() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("torchvision") is not None
 
 
 def is_out_of_memory(exc: BaseException) -> bool:
