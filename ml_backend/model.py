@@ -199,6 +199,8 @@ class SongModel:
         return [r if r is not None else empty_prediction(self._version) for r in results]
 
     def _failed(self, task_id, cause: str) -> dict:
+        """Log why a task gets no prediction (naming the task once) and return its empty prediction."""
+        cause = cause.removeprefix(f"task {task_id}: ")
         log.warning("task %s: no prediction: %s", task_id, cause)
         self.stats.failures += 1
         return empty_prediction(self._version)
