@@ -73,6 +73,7 @@ class Run:
         self.say = say  # one line of human output
         self.out = Path(options.out)
         self.dataset = self.out / writer.DATASET_DIR
+        self.dataset_abs = self.dataset.resolve()  # absolute paths in the ACE-Step dataset file
         self.summary = Summary()
         self.state = writer.State(self.out)
         for warning in self.state.load():
@@ -83,6 +84,7 @@ class Run:
         if source.cache_dir is None:
             source.cache_dir = self.out / writer.STATE_DIR / "cache"
         self.started = False
+        self.any_vocals = False  # for the dataset file's all_instrumental
 
     def start(self) -> None:
         """Create the output folders and spools; called at the first task, so an unusable export writes
@@ -91,6 +93,7 @@ class Run:
         if self.o.dry_run:
             return
         self.dataset.mkdir(parents=True, exist_ok=True)
+        self.writes = writer.WriteQueue(self._write_failed)
         work = self.out / writer.STATE_DIR
         self.manifest = writer.Spool(work, "manifest")
         self.samples = writer.Spool(work, "samples")
@@ -167,20 +170,19 @@ class Run:
             self._count(choice, converted.warnings, kept, tid)
             return
 
-        if src is not None:
-            writer.place_audio(src, audio_dest, o.audio, move=move)
-        for plan in (side_plan, lyr_plan):
-            if plan.action in ("new", "update"):
-                writer.atomic_write(plan.path, plan.data)
-        self.state.record(tid, writer.TaskState(
-            stem, ref, _recorded(side_plan, previous.sidecar_hash if previous else ""),
-            _recorded(lyr_plan, previous.lyrics_hash if previous else ""),
-            audio_dest.name if o.audio != "none" else ""))
-
+        entry = writer.TaskState(stem, ref, _recorded(side_plan, previous.sidecar_hash if previous else ""),
+                                 _recorded(lyr_plan, previous.lyrics_hash if previous else ""),
+                                 audio_dest.name if o.audio != "none" else "")
         on_disk = _read_kept_sidecar(side_plan, sidecar, converted.warnings)
         lyrics_text = lyrics if lyr_plan.action != "kept" else lyr_plan.path.read_text(encoding="utf-8")
-        self._rows(tid, choice, on_disk, lyrics_text, audio_dest, side_plan.path, lyr_plan.path, duration)
-        self._count(choice, converted.warnings, kept, tid)
+
+        def written() -> None:  # in this thread, once the task's files are on disk
+            self.state.record(tid, entry)
+            self._rows(tid, choice, on_disk, lyrics_text, audio_dest, side_plan.path, lyr_plan.path, duration)
+            self._count(choice, converted.warnings, kept, tid)
+
+        writes = [p for p in (side_plan, lyr_plan) if p.action in ("new", "update")]
+        self.writes.submit(tid, _write_files, (src, audio_dest, o.audio, move, writes), written)
 
     def _audio_source(self, tid: int, ref: str, dest: Path, previous) -> tuple[Path | None, bool, str]:
         """(file to read the audio from, whether it is a download to move into place, a word for the plan)."""
@@ -197,6 +199,12 @@ class Run:
         path = resolve_audio(ref, self.o.source, tid, client=self.client)
         return path, self.o.audio == "copy", "download"
 
+    def _write_failed(self, tid: int, exc: BaseException) -> None:
+        if isinstance(exc, OSError):
+            self._problem(tid, "failed", f"cannot write its files: {exc}")
+        else:
+            self._problem(tid, "failed", f"unexpected {type(exc).__name__} while writing: {exc}")
+
     def _rows(self, tid, choice, sidecar: dict, lyrics: str, audio: Path, side: Path, lyr: Path,
               duration: float | None) -> None:
         rel = lambda p: p.relative_to(self.out).as_posix()  # noqa: E731
@@ -212,8 +220,10 @@ class Run:
         lyrics = lyrics.rstrip("\n")
         instrumental = lyrics == INSTRUMENTAL_LYRICS or language == "instrumental"
         seconds = sidecar.get("duration", duration)
+        self.any_vocals = self.any_vocals or not instrumental
         self.samples.add({
-            "id": str(uuid.uuid5(_UUID_NAMESPACE, f"task-{tid}")), "audio_path": str(audio.resolve()),
+            "id": str(uuid.uuid5(_UUID_NAMESPACE, f"task-{tid}")),
+            "audio_path": str(self.dataset_abs / audio.name),
             "filename": audio.name, "caption": sidecar.get("caption", ""), "genre": sidecar.get("genre", ""),
             "lyrics": lyrics, "raw_lyrics": "" if instrumental else lyrics,
             "formatted_lyrics": "" if instrumental else lyrics, "bpm": sidecar.get("bpm"),
@@ -250,6 +260,7 @@ class Run:
     def finish(self) -> None:
         if self.o.dry_run:
             return
+        self.writes.close()
         self.state.compact()
         stamp = _now()
         counts = self.summary.counts()
@@ -261,39 +272,29 @@ class Run:
                 for line in self.manifest.lines():
                     handle.write(line)
             tmp.replace(out / writer.MANIFEST)
-            writer.write_json_with_list(out / writer.INDEX, {"generated_at": stamp, "export": str(self.o.export),
-                                                             "counts": counts}, "records", self.manifest.rows())
+            writer.write_json_with_lists(out / writer.INDEX, {"generated_at": stamp, "export": str(self.o.export),
+                                                              "counts": counts}, {"records": self.manifest.rows()})
             metadata = {"name": out.resolve().name, "created_at": stamp, "num_samples": self.samples.count,
                         "custom_tag": "", "tag_position": "prepend",
-                        "all_instrumental": self._all_instrumental(), "genre_ratio": 0}
-            writer.write_json_with_list(out / writer.ACESTEP_DATASET, {"metadata": metadata}, "samples",
-                                        self.samples.rows())
+                        "all_instrumental": self.samples.count > 0 and not self.any_vocals, "genre_ratio": 0}
+            writer.write_json_with_lists(out / writer.ACESTEP_DATASET, {"metadata": metadata},
+                                         {"samples": self.samples.rows()})
             report = {"generated_at": stamp, "export": str(self.o.export), "out": str(out), "counts": counts,
                       "exit_code": self.summary.exit_code}
-            writer.write_json_with_list(out / writer.REPORT, report, "problems", self.problems.rows())
-            self._append_warnings(out / writer.REPORT)
+            writer.write_json_with_lists(out / writer.REPORT, report,
+                                         {"problems": self.problems.rows(), "warnings": self.warnings.rows()})
         finally:
             for spool in (self.manifest, self.samples, self.problems, self.warnings):
                 spool.discard()
 
-    def _all_instrumental(self) -> bool:
-        any_row = False
-        for row in self.samples.rows():
-            any_row = True
-            if not row["is_instrumental"]:
-                return False
-        return any_row
 
-    def _append_warnings(self, path: Path) -> None:
-        """Add the per-task warnings list to the report (second pass keeps memory flat)."""
-        text = path.read_text(encoding="utf-8").rstrip().rstrip("}").rstrip()
-        fd_path = path.with_name(f".{path.name}.w.tmp")
-        with open(fd_path, "w", encoding="utf-8") as out:
-            out.write(text + ',\n  "warnings": [')
-            for n, row in enumerate(self.warnings.rows()):
-                out.write(("," if n else "") + "\n    " + json.dumps(row, ensure_ascii=False))
-            out.write("\n  ]\n}\n")
-        fd_path.replace(path)
+
+def _write_files(src: Path | None, audio_dest: Path, mode: str, move: bool, plans: list) -> None:
+    """Put one task's audio and text files in place (runs on a writer thread)."""
+    if src is not None:
+        writer.place_audio(src, audio_dest, mode, move=move)
+    for plan in plans:
+        writer.atomic_write(plan.path, plan.data)
 
 
 def _recorded(plan, previous_hash: str) -> str:
