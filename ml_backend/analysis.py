@@ -22,6 +22,9 @@ HOP = 256  # samples per onset/timbre frame at ANALYSIS_SR (23 ms)
 CHROMA_FFT = 4096  # samples: 2.7 Hz bins resolve semitones down to the bass register
 CHROMA_HOP = 1024  # samples per chroma frame (93 ms)
 SILENCE_DB = -60.0  # dBFS: RMS below this is silence
+KEY_SURE_SECONDS = 15.0  # key confidence is scaled down for clips shorter than this
+MIN_TEMPO_BEATS = 8  # fewer beats than this give no tempo (a one-second clip has no meaningful bpm)
+MIN_SILENCE_SECONDS = 2.0  # a silent stretch at least this long becomes a Silence section
 MIN_SECTION_SECONDS = 6.0  # boundaries closer than this are not both kept
 NOVELTY_SECONDS = 8.0  # half-width of the checkerboard kernel
 CHROMA_SMOOTH_BEATS = 4  # chroma is averaged over a bar so chord changes inside a section are not boundaries
@@ -81,10 +84,11 @@ def analyze(y: np.ndarray, sr: int) -> MusicAnalysis:
     if _is_silent(y):
         return MusicAnalysis(duration=duration, bpm=None, beats=[], keyscale=None, key_confidence=0.0,
                              timesignature="4", timesignature_confident=False,
-                             sections=[Section(0.0, duration, "", "Silence", _db(_rms(y)))])
+                             sections=[Section(0.0, round(duration, 3), "", "Silence", float(_db(_rms(y))))])
     feats = _features(y)
     bpm, beats = _beats(feats.onset)
     keyscale, key_conf = _key(feats.chroma)
+    key_conf = round(key_conf * min(1.0, duration / KEY_SURE_SECONDS), 3)  # a short clip says little
     beat_frames = _grid_frames(beats, duration)
     chroma_b = _sync(feats.chroma, beat_frames * HOP // CHROMA_HOP)
     mfcc_b = _sync(feats.mfcc, beat_frames)
@@ -92,6 +96,7 @@ def analyze(y: np.ndarray, sr: int) -> MusicAnalysis:
     rms_b = _sync(feats.rms_db[None, :], beat_frames)
     meter, meter_conf = _meter(chroma_b, onset_b)
     sections = _sections(chroma_b, mfcc_b, rms_b, beat_frames, feats.rms_db, duration)
+    sections = _carve_silence(sections, feats.rms_db, duration)
     return MusicAnalysis(duration=duration, bpm=bpm, beats=[round(float(b), 3) for b in beats],
                          keyscale=keyscale, key_confidence=key_conf, timesignature=str(meter),
                          timesignature_confident=meter_conf, sections=sections)
@@ -147,7 +152,7 @@ def _beats(onset: np.ndarray) -> tuple[float | None, np.ndarray]:
     _, frames = librosa.beat.beat_track(onset_envelope=onset, sr=ANALYSIS_SR, hop_length=HOP, trim=False)
     frames = _trim_beats(np.asarray(frames), onset)
     times = librosa.frames_to_time(frames, sr=ANALYSIS_SR, hop_length=HOP)
-    if len(times) < 4:
+    if len(times) < MIN_TEMPO_BEATS:
         return None, times
     period = float(np.polyfit(np.arange(len(times)), times, 1)[0])
     bpm = 60.0 / period if period > 0 else None
@@ -339,6 +344,40 @@ def _sections(chroma_b: np.ndarray, mfcc_b: np.ndarray, rms_b: np.ndarray, beat_
     for section, letter in zip(sections, letters):
         section.letter = letter
     return sections
+
+
+def _silent_runs(rms_db: np.ndarray, duration: float) -> list[tuple[float, float]]:
+    """(start, end) seconds of stretches below SILENCE_DB lasting at least MIN_SILENCE_SECONDS."""
+    quiet = np.concatenate([[False], rms_db < SILENCE_DB, [False]])
+    edges = np.flatnonzero(np.diff(quiet.astype(int)))
+    to_s = HOP / ANALYSIS_SR
+    runs = []
+    for lo, hi in zip(edges[::2], edges[1::2]):
+        start, end = lo * to_s, min(hi * to_s, duration)
+        if end - start >= MIN_SILENCE_SECONDS:
+            runs.append((round(float(start), 3), round(float(end if hi < len(rms_db) else duration), 3)))
+    return runs
+
+
+def _carve_silence(sections: list[Section], rms_db: np.ndarray, duration: float) -> list[Section]:
+    """Cut silent stretches out of the music sections as Silence sections (letter ""); music left shorter than
+    half a second beside a silence joins it."""
+    runs = _silent_runs(rms_db, duration)
+    if not runs:
+        return sections
+    out: list[Section] = []
+    for s in sections:
+        pieces = [(s.start, s.end)]
+        for lo, hi in runs:
+            pieces = [p for a, b in pieces for p in ((a, min(b, lo)), (max(a, hi), b))]
+        out += [Section(a, b, s.letter, s.label, s.loudness) for a, b in pieces if b - a >= 0.5]
+    out += [Section(lo, hi, "", "Silence", SILENCE_DB) for lo, hi in runs]
+    out.sort(key=lambda x: x.start)
+    # close gaps left by dropped slivers: each section ends where the next begins, the first starts at 0
+    for prev, nxt in zip(out, out[1:]):
+        prev.end = nxt.start
+    out[0].start, out[-1].end = 0.0, round(duration, 3)
+    return out
 
 
 def _letters(parts: list[np.ndarray]) -> list[str]:

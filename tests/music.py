@@ -28,6 +28,7 @@ from label_config.vocabulary import KEYSCALES
 
 SOUNDFONTS = (Path("/usr/share/sounds/sf2/FluidR3_GM.sf2"), Path("/usr/share/sounds/sf2/default-GM.sf2"))
 RENDER_SR = 44100  # Hz, fluidsynth output rate
+TAIL_SECONDS = 1.0  # release kept after the last bar (fluidsynth renders until the reverb dies away)
 
 # Encoders per file suffix (ffmpeg arguments after the input); the set covers what Label Studio users upload.
 ENCODERS = {
@@ -301,9 +302,19 @@ def render_song(path: Path, spec: SongSpec) -> Path:
         song_midi(spec).write(str(mid))
         _run(["fluidsynth", "-ni", "-q", "-g", "0.3", "-r", str(RENDER_SR), "-O", "s16", "-F", str(wav),
               str(soundfont()), str(mid)])
+        _cut_tail(wav, spec.duration + TAIL_SECONDS)
         encode(wav, path)
     note.write_text(digest)
     return path
+
+
+def _cut_tail(wav: Path, seconds: float) -> None:
+    """Shorten a rendered WAV to `seconds`, fading out the last half second, as a mastered song would end."""
+    data, sr = sf.read(str(wav), dtype="float32", always_2d=True)
+    data = data[: int(seconds * sr)]
+    fade = min(len(data), sr // 2)
+    data[len(data) - fade:] *= np.linspace(1.0, 0.0, fade, dtype=np.float32)[:, None]
+    sf.write(str(wav), data, sr, subtype="PCM_16")
 
 
 def encode(src: Path, dst: Path, extra: list[str] | None = None) -> Path:
