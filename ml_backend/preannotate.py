@@ -1,0 +1,238 @@
+"""``ls-acestep preannotate``: pre-annotate a whole Label Studio project in this process, with the same pipeline as
+the backend (``SongModel``) but without Label Studio's 100 s prediction timeout.
+
+Each prediction is posted as soon as it is made, and tasks that already hold a prediction of the current
+model_version are skipped (``--only-missing``, the default), so an interrupted run simply continues where it
+stopped when run again.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+
+import click
+
+
+@dataclass
+class RunSummary:
+    """Counts of one run; ``failed`` holds (task id, reason)."""
+
+    tasks: int = 0
+    posted: int = 0
+    skipped: int = 0
+    failed: list = field(default_factory=list)
+    left: int = 0  # not started (interrupted or --limit)
+    seconds: float = 0.0
+
+    def line(self, project_id: int, version: str) -> str:
+        text = (f"project {project_id}: {self.tasks} task(s): {self.posted} predicted, {self.skipped} skipped "
+                f"(already had a {version} prediction), {len(self.failed)} failed")
+        if self.left:
+            text += f", {self.left} not started"
+        return text + f" in {self.seconds:.1f} s"
+
+
+def select_tasks(tasks: list[dict], version: str, only_missing: bool, limit: int | None) -> tuple[list, int]:
+    """The tasks to predict (in project order) and how many were skipped for holding a ``version`` prediction."""
+    from .worker import has_version
+
+    todo, skipped = [], 0
+    for task in tasks:
+        if only_missing and has_version(task.get("predictions"), version):
+            skipped += 1
+        else:
+            todo.append(task)
+    return (todo[:limit] if limit is not None else todo), skipped
+
+
+def project_tasks(client, project_id: int) -> list[dict]:
+    """Every task of the project with its data and the ids and model versions of its predictions."""
+    out = []
+    for task in client.tasks.list(project=project_id, fields="all"):
+        versions = [{"id": getattr(p, "id", None), "model_version": getattr(p, "model_version", None)}
+                    for p in (task.predictions or [])]
+        out.append({"id": task.id, "data": task.data or {}, "project": project_id, "predictions": versions})
+    return out
+
+
+def _fail(message: str) -> click.ClickException:
+    return click.ClickException(message)
+
+
+def _connect(ls_url: str, ls_token: str, project_id: int):
+    """The SDK client and the project's label config; a clear error for a wrong URL, token or project id."""
+    from ls_acestep.media import MediaError, make_client
+
+    from .worker import sdk_error_detail
+
+    try:
+        client = make_client(ls_url, ls_token)
+    except MediaError as exc:
+        raise _fail(str(exc)) from None
+    try:
+        project = client.projects.get(id=project_id)
+    except Exception as exc:
+        status = getattr(exc, "status_code", None)
+        if status == 404:
+            raise _fail(f"project {project_id} does not exist at {ls_url} (the id is in the project's URL: "
+                        f"{ls_url}/projects/<id>)") from None
+        if status in (401, 403):
+            raise _fail(f"Label Studio at {ls_url} refused the token ({sdk_error_detail(exc)}); copy it from "
+                        "Account & Settings > Access Token") from None
+        raise _fail(f"cannot reach Label Studio at {ls_url}: {sdk_error_detail(exc)}") from None
+    return client, project.label_config or ""
+
+
+def run(model, client, tasks: list[dict], label_config: str, concurrency: int, report,
+        replace: bool = False) -> RunSummary:
+    """Predict and post ``tasks`` with ``concurrency`` tasks in flight; ``report(outcome)`` after each one. On
+    Ctrl-C, tasks not started are dropped and the ones in flight are finished (a second Ctrl-C abandons them)."""
+    from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+
+    from .worker import JobFailed, TaskOutcome, predict_and_post
+
+    summary = RunSummary(tasks=len(tasks))
+    started = time.perf_counter()
+
+    def one(task: dict) -> TaskOutcome:
+        try:
+            return predict_and_post(model, client, task, label_config, replace=replace)
+        except JobFailed as exc:
+            return TaskOutcome(int(task["id"]), "failed", str(exc))
+        except Exception as exc:  # one task's surprise must not end the run
+            return TaskOutcome(int(task["id"]), "failed", f"{type(exc).__name__}: {exc}")
+
+    def count(outcome: TaskOutcome) -> None:
+        if outcome.status == "posted":
+            summary.posted += 1
+        elif outcome.status == "skipped":
+            summary.skipped += 1
+        else:
+            summary.failed.append((outcome.task_id, outcome.detail))
+        report(outcome)
+
+    pool = ThreadPoolExecutor(max_workers=max(1, concurrency), thread_name_prefix="preannotate")
+    queue = list(tasks)
+    running: set = set()
+    try:
+        while queue or running:
+            while queue and len(running) < max(1, concurrency):
+                running.add(pool.submit(one, queue.pop(0)))
+            done, running = wait(running, return_when=FIRST_COMPLETED)
+            for future in done:
+                count(future.result())
+    except KeyboardInterrupt:
+        summary.left = len(queue)
+        click.echo(f"\ninterrupted: finishing {len(running)} task(s) in flight (Ctrl-C again to abandon them)",
+                   err=True)
+        try:
+            for future in running:
+                count(future.result())
+        except KeyboardInterrupt:
+            summary.left += sum(1 for f in running if not f.done())
+            summary.seconds = time.perf_counter() - started
+            raise
+        summary.seconds = time.perf_counter() - started
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise _Interrupted(summary) from None
+    pool.shutdown()
+    summary.seconds = time.perf_counter() - started
+    return summary
+
+
+class _Interrupted(Exception):
+    def __init__(self, summary: RunSummary) -> None:
+        super().__init__("interrupted")
+        self.summary = summary
+
+
+@click.command("preannotate")
+@click.option("--ls-url", envvar="LABEL_STUDIO_URL", required=True, help="Label Studio URL (env LABEL_STUDIO_URL).")
+@click.option("--ls-token", envvar="LABEL_STUDIO_API_KEY", required=True,
+              help="Legacy token or personal access token (env LABEL_STUDIO_API_KEY).")
+@click.option("--project", "project_id", type=int, required=True, help="Project id (in the project's URL).")
+@click.option("--only-missing/--all", default=True, show_default=True,
+              help="Skip tasks that already hold a prediction of the current model version; --all predicts every "
+                   "task again and replaces its prediction of this version.")
+@click.option("--concurrency", type=click.IntRange(1, 64), default=2, show_default=True,
+              help="Tasks in flight: downloads and analysis overlap with the model, which runs one batch at a "
+                   "time.")
+@click.option("--limit", type=click.IntRange(1), default=None, help="Predict at most this many tasks (a sample).")
+def preannotate_command(ls_url: str, ls_token: str, project_id: int, only_missing: bool, concurrency: int,
+                        limit: int | None) -> None:
+    """Pre-annotate every task of a Label Studio project with the backend's pipeline, in this process.
+
+    The engine and its options come from the same environment variables as the backend (ENGINE, MODEL_ID, ...;
+    see the README). Predictions are posted one by one; after Ctrl-C, run the same command again to continue.
+    Exit status: 0 all done, 1 some tasks failed, 130 interrupted.
+    """
+    import logging
+
+    from .model import get_model
+    from .settings import Settings, SettingsError
+
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    ls_url = ls_url.rstrip("/")
+    try:
+        settings = Settings.from_env()
+    except SettingsError as exc:
+        raise _fail(f"{exc} (see the settings table in the README)") from None
+    # the media download and posting use this run's Label Studio, whatever the environment says
+    settings = dataclasses.replace(settings, label_studio_url=ls_url, label_studio_api_key=ls_token)
+    client, label_config = _connect(ls_url, ls_token, project_id)
+    model = get_model(settings)
+    version = model.model_version()
+    tasks = project_tasks(client, project_id)
+    todo, skipped = select_tasks(tasks, version, only_missing, limit)
+    click.echo(f"project {project_id}: {len(tasks)} task(s), {skipped} already have a {version} prediction, "
+               f"{len(todo)} to predict (engine {settings.engine}, {concurrency} in flight)", err=True)
+    if not todo:
+        click.echo(RunSummary(tasks=len(tasks), skipped=skipped).line(project_id, version))
+        return
+    click.echo(f"loading the {settings.engine} engine ...", err=True)
+    try:
+        model.load()
+    except Exception as exc:
+        raise _fail(f"the model could not be loaded: {exc}") from None
+
+    bar = None
+    if sys.stderr.isatty():
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(todo), unit="song", desc="pre-annotating", file=sys.stderr)
+
+    def report(outcome) -> None:
+        line = f"task {outcome.task_id}: {outcome.status}" + (f" ({outcome.detail})" if outcome.detail else "")
+        if bar is not None:
+            bar.update(1)
+            if outcome.status == "failed":
+                bar.write(line, file=sys.stderr)
+        else:
+            click.echo(line, err=True)
+
+    try:
+        summary = run(model, client, todo, label_config, concurrency, report, replace=not only_missing)
+        code = 1 if summary.failed else 0
+    except _Interrupted as stop:
+        summary, code = stop.summary, 130
+    except KeyboardInterrupt:
+        if bar is not None:
+            bar.close()
+        click.echo("abandoned; run the same command again to continue", err=True)
+        os._exit(130)  # worker threads in the middle of a song cannot be joined quickly
+    if bar is not None:
+        bar.close()
+    summary.tasks, summary.skipped = len(tasks), summary.skipped + skipped
+    summary.left += max(0, len(tasks) - skipped - len(todo)) if limit is not None else 0
+    click.echo(summary.line(project_id, version))
+    for task_id, reason in summary.failed:
+        click.echo(f"  failed: task {task_id}: {reason}")
+    if code == 130:
+        click.echo("interrupted; run the same command again to continue (done tasks are skipped)", err=True)
+    elif summary.left:
+        click.echo(f"{summary.left} task(s) left; run again without --limit to do them", err=True)
+    sys.exit(code)
