@@ -197,6 +197,7 @@ def test_compose_declares_the_stack(compose):
     assert services["init"]["image"] == services["ml-backend"]["image"]
     assert services["init"]["restart"] == "no"
     assert services["init"]["command"] == ["python", "-m", "deploy.connect"]
+    assert services["init"]["healthcheck"] == {"disable": True}  # not the backend: no /health to probe
 
 
 @pytest.mark.parametrize("name, container_port", [("label-studio", 8080), ("ml-backend", 9090), ("vllm", 8000)])
