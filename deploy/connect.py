@@ -14,6 +14,7 @@ from __future__ import annotations
 import re
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable
 
 import click
@@ -240,18 +241,22 @@ def describe(outcome: Outcome, plan: Plan) -> str:
 @click.option("--storage-path", envvar="SONGS_STORAGE_PATH", default="", show_envvar=True,
               help="Songs folder inside Label Studio's container (under LOCAL_FILES_DOCUMENT_ROOT) to add as "
                    "local-files storage and sync; empty = skip.")
+@click.option("--label-config", "label_config_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Labeling config XML for a new project, e.g. from `ls-acestep label-config --sections ...` "
+                   "(default: the shipped one). An existing project keeps its config.")
 @click.option("--basic-auth-user", envvar="BASIC_AUTH_USER", default="", show_envvar=True,
               help="The backend's basic-auth user, when it has one.")
 @click.option("--basic-auth-pass", envvar="BASIC_AUTH_PASS", default="", show_envvar=True)
 @click.option("--wait", "wait_s", envvar="CONNECT_WAIT_SECONDS", type=float, default=600.0, show_default=True,
               show_envvar=True, help="Seconds to wait for Label Studio to answer /health.")
-def connect_command(ls_url, ls_token, backend_url, project_title, storage_path, basic_auth_user, basic_auth_pass,
-                    wait_s) -> None:
+def connect_command(ls_url, ls_token, backend_url, project_title, storage_path, label_config_file, basic_auth_user,
+                    basic_auth_pass, wait_s) -> None:
     """Create the song project in Label Studio and connect the ls-acestep backend to it (idempotent)."""
     from ls_acestep.media import MediaError, make_client
 
     plan = Plan(label_studio_url=ls_url.rstrip("/"), api_key=ls_token.strip(), backend_url=backend_url.rstrip("/"),
                 project_title=project_title, storage_path=storage_path.rstrip("/"),
+                label_config=label_config_file.read_text(encoding="utf-8") if label_config_file else "",
                 basic_auth_user=basic_auth_user, basic_auth_pass=basic_auth_pass)
     try:
         # Label Studio itself checks the backend's /health when it is connected (and says so if it fails), so

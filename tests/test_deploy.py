@@ -17,7 +17,6 @@ import sys
 import time
 import urllib.request
 from dataclasses import fields
-from fnmatch import fnmatchcase
 from pathlib import Path
 
 import pytest

@@ -289,3 +289,15 @@ def test_label_studio_error_bodies_become_one_plain_line():
     assert message.endswith("check `docker compose logs ml-backend`")
     assert connect.explain("x", 500, "Server Error") == "x: Label Studio answered HTTP 500: Server Error"
     assert "url: bad" in connect.explain("x", 400, {"detail": "Validation error", "validation_errors": {"url": ["bad"]}})
+
+
+def test_custom_label_config_for_a_new_project(fake_ls, tmp_path):
+    from label_config import render_config
+
+    xml = render_config(("Intro", "Verse", "Chorus"), minimal=True)
+    path = tmp_path / "config.xml"
+    path.write_text(xml, encoding="utf-8")
+    assert run_cli(fake_ls, "--label-config", str(path)).exit_code == 0
+    assert fake_ls.projects[0]["label_config"] == xml
+    missing = run_cli(fake_ls, "--label-config", str(tmp_path / "nope.xml"))
+    assert missing.exit_code == 2 and "nope.xml" in missing.output
