@@ -6,6 +6,7 @@ one-at-a-time retry after out-of-memory, ok flags, and that garbage text never s
 
 from __future__ import annotations
 
+import importlib.util
 import json
 
 import numpy as np
@@ -165,3 +166,32 @@ def test_unloadable_models_give_a_clear_error(tmp_path):
     (other / "config.json").write_text(json.dumps({"model_type": "bert"}))
     with pytest.raises(EngineError, match=r"'bert' model.*ENGINE=openai"):
         TransformersEngine(str(other), device="cpu")
+
+
+HAS_TORCHVISION = importlib.util.find_spec("torchvision") is not None
+
+
+@pytest.fixture(scope="module")
+def tiny_omni_dir(tmp_path_factory):
+    """A tiny random Qwen2.5-Omni in the hub's full-checkpoint layout (model_type qwen2_5_omni)."""
+    from tests.tiny_model import build_tiny_qwen2_5_omni
+
+    return build_tiny_qwen2_5_omni(tmp_path_factory.mktemp("tiny-qwen2.5-omni"))
+
+
+@pytest.mark.skipif(HAS_TORCHVISION, reason="torchvision is installed: the Omni processor loads")
+def test_omni_without_torchvision_says_what_to_install(tiny_omni_dir):
+    with pytest.raises(EngineError, match=r"is Qwen2\.5-Omni, whose processor needs torchvision"):
+        TransformersEngine(str(tiny_omni_dir), device="cpu")
+
+
+@pytest.mark.skipif(not HAS_TORCHVISION, reason="Qwen2.5-Omni's processor needs torchvision (not installed)")
+def test_omni_thinker_batches_like_qwen2_audio(tiny_omni_dir):
+    omni = TransformersEngine(str(tiny_omni_dir), device="cpu", batch_size=2, max_new_tokens=8, min_new_tokens=8)
+    assert omni.loaded.family == "qwen2_5_omni"
+    assert type(omni.loaded.model).__name__ == "Qwen2_5OmniThinkerForConditionalGeneration"
+    single = TransformersEngine(str(tiny_omni_dir), device="cpu", batch_size=1, max_new_tokens=8, min_new_tokens=8)
+    reference = [d.raw_text for d in single.describe_windows(windows())]
+    assert len(set(reference)) > 1
+    assert [d.raw_text for d in omni.describe_windows(windows())] == reference
+    assert isinstance(omni.summarize("Write one caption."), str)

@@ -113,16 +113,17 @@ def _load(model_id: str, device: str) -> LoadedModel:
     else:
         from transformers import Qwen2_5OmniThinkerForConditionalGeneration as model_cls
     dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
+    if family == "qwen2_5_omni" and not _has_torchvision():
+        # Omni's processor bundles image and video processors; transformers' video processor needs torchvision
+        # and the processor refuses stand-ins, even though we only send audio and text.
+        raise EngineError(f"MODEL_ID={model_id!r} is Qwen2.5-Omni, whose processor needs torchvision: pip install "
+                          "the torchvision build that matches your torch (or serve it with vLLM and ENGINE=openai)")
     try:
         processor = AutoProcessor.from_pretrained(source, local_files_only=local)
         model = model_cls.from_pretrained(source, dtype=dtype, local_files_only=local)
         model.to(device).eval()
     except Exception as exc:
-        hint = ""
-        if family == "qwen2_5_omni" and not _has_torchvision():
-            # Qwen2.5-Omni's processor bundles image and video processors, and the video one needs torchvision.
-            hint = " Qwen2.5-Omni's processor needs torchvision: pip install the torchvision build matching torch."
-        raise EngineError(f"cannot load MODEL_ID={model_id!r} on {device}: {_short(exc)}.{hint}") from exc
+        raise EngineError(f"cannot load MODEL_ID={model_id!r} on {device}: {_short(exc)}") from exc
     # Left padding: generation continues every prompt from its last real token (right padding changes outputs).
     processor.tokenizer.padding_side = "left"
     # Keep only the stop/pad ids of the checkpoint's generation defaults; sampling comes from our settings alone
@@ -140,6 +141,7 @@ def _has_torchvision() -> bool:
     import importlib.util
 
     return importlib.util.find_spec("torchvision") is not None
+
 
 
 def is_out_of_memory(exc: BaseException) -> bool:
