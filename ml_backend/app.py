@@ -191,6 +191,8 @@ def create_app(settings: Settings | None = None) -> Flask:
             "model_version": model.model_version(),
             "model_loaded": model.loaded,
         }
+        if model.load_error:
+            body["model_error"] = model.load_error
         body.update(queue_status(state))
         return body
 

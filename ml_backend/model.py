@@ -29,6 +29,8 @@ from .predictions import ConfigTargets, audio_reference, empty_prediction, make_
 log = logging.getLogger(__name__)
 
 MEDIA_CACHE = "media"  # downloads land in MODEL_DIR/media
+# Decoded audio (16 kHz float32: 230 MB per hour) held for one engine call at most; a larger request is split.
+MAX_PENDING_AUDIO_SECONDS = 3600.0
 
 
 class TaskError(Exception):
@@ -109,6 +111,7 @@ class SongModel:
         self.cache = PredictionCache(settings.model_dir)
         self.stats = ModelStats()
         self._engine = None
+        self.load_error = ""  # why the engine could not be created, until it can
         self._load_lock = threading.Lock()
         self._run_lock = threading.Lock()  # one generate at a time: a GPU does not gain from interleaving
 
@@ -129,7 +132,12 @@ class SongModel:
                     from .engines import create_engine
 
                     started = time.perf_counter()
-                    self._engine = create_engine(self.settings)
+                    try:
+                        self._engine = create_engine(self.settings)
+                    except Exception as exc:
+                        self.load_error = f"{type(exc).__name__}: {exc}"  # shown by /health
+                        raise
+                    self.load_error = ""
                     log.info("engine %s%s ready in %.1f s", self.settings.engine,
                              "" if self.settings.engine == "dsp" else f" ({self.settings.model_id})",
                              time.perf_counter() - started)
@@ -146,13 +154,16 @@ class SongModel:
 
     def predict(self, tasks: list[dict], label_config: str) -> list[dict]:
         """One prediction per task, in order. Raises ``predictions.ConfigError`` for a label config without
-        an Audio object; never raises for a bad task (it gets an empty prediction and a log line)."""
+        an Audio object; never raises for a bad task (it gets an empty prediction and a log line).
+
+        The windows of all tasks go to the engine together; only when the decoded audio waiting for the engine
+        passes MAX_PENDING_AUDIO_SECONDS (a large Data Manager selection) is the request split into groups."""
         started = time.perf_counter()
         targets = parse_config(label_config)
-        allowed = targets.section_labels or SECTION_LABELS
+        allowed = tuple(targets.section_labels or SECTION_LABELS)
         source = media_source(self.settings)
         results: list[dict | None] = [None] * len(tasks)
-        jobs: list[SongJob] = []
+        pending: list[SongJob] = []
         first_job_by_key: dict[str, SongJob] = {}
         duplicates: list[tuple[int, SongJob]] = []
         for index, task in enumerate(tasks):
@@ -167,7 +178,7 @@ class SongModel:
                 if key in first_job_by_key:  # the same song twice in one request: predict it once
                     duplicates.append((index, first_job_by_key[key]))
                     continue
-                job = self._prepare(index, task_id, key, path, tuple(allowed))
+                job = self._prepare(index, task_id, key, path, allowed)
             except TaskError as exc:
                 results[index] = self._failed(task_id, str(exc))
                 continue
@@ -176,15 +187,30 @@ class SongModel:
                 results[index] = self._failed(task_id, f"{type(exc).__name__}: {exc}")
                 continue
             first_job_by_key[key] = job
-            jobs.append(job)
+            pending.append(job)
+            if sum(j.analysis.duration for j in pending) >= MAX_PENDING_AUDIO_SECONDS:
+                self._complete(pending, allowed, targets, results)
+                pending = []
+        self._complete(pending, allowed, targets, results)
+        for index, job in duplicates:
+            results[index] = results[job.index]
+        self.stats.seconds += time.perf_counter() - started
+        return [r if r is not None else empty_prediction(self._version) for r in results]
 
-        descriptions = self._describe([r for job in jobs for r in job.requests])
+    def _complete(self, jobs: list[SongJob], allowed: tuple[str, ...], targets: ConfigTargets,
+                  results: list) -> None:
+        """Describe the windows of ``jobs`` in one engine call, then merge, caption, cache and store each song's
+        prediction at its index in ``results``."""
+        if not jobs:
+            return
+        engine = self._engine_or_none()
+        descriptions = self._describe(engine, [r for job in jobs for r in job.requests])
         offset = 0
         for job in jobs:
             count = len(job.requests)
             job_descriptions, offset = descriptions[offset:offset + count], offset + count
             try:
-                prediction = self._finish(job, job_descriptions, allowed, targets)
+                prediction = self._finish(engine, job, job_descriptions, allowed, targets)
             except Exception as exc:
                 log.exception("task %s: could not assemble the prediction", job.task_id)
                 results[job.index] = self._failed(job.task_id, f"{type(exc).__name__}: {exc}")
@@ -193,10 +219,7 @@ class SongModel:
                 self.cache.put(job.key, prediction)
             results[job.index] = prediction
             self.stats.predictions += 1
-        for index, job in duplicates:
-            results[index] = results[job.index]
-        self.stats.seconds += time.perf_counter() - started
-        return [r if r is not None else empty_prediction(self._version) for r in results]
+            job.requests = []  # let the decoded audio go
 
     def _failed(self, task_id, cause: str) -> dict:
         """Log why a task gets no prediction (naming the task once) and return its empty prediction."""
@@ -251,17 +274,28 @@ class SongModel:
         return SongJob(index=index, task_id=task_id, key=key, analysis=analysis, regions=regions,
                        windows=[w for w, _ in kept], requests=[r for _, r in kept])
 
-    def _describe(self, requests: list) -> list:
-        """All windows of the request through the engine in one call; an engine that fails as a whole degrades
-        every window's text (each gets a failed description), not the songs."""
+    def _engine_or_none(self):
+        """The engine, or None when it cannot be created (the cause is logged and shown by /health): songs then
+        get the analysis' regions, labels and facts without model text."""
+        try:
+            return self.engine
+        except Exception:
+            log.exception("the %s engine cannot start; predicting from the analysis only", self.settings.engine)
+            return None
+
+    def _describe(self, engine, requests: list) -> list:
+        """All windows of the request through the engine in one call; an engine that fails as a whole (or is
+        missing) degrades every window's text (each gets a failed description), not the songs."""
         from .engines import WindowDescription
 
         if not requests:
             return []
         self.stats.windows += len(requests)
+        if engine is None:
+            return [WindowDescription.failed(f"no engine: {self.load_error}") for _ in requests]
         try:
             with self._run_lock:
-                descriptions = list(self.engine.describe_windows(requests))
+                descriptions = list(engine.describe_windows(requests))
         except Exception as exc:
             log.exception("the engine failed on %d windows; regions keep their analysis labels only", len(requests))
             return [WindowDescription.failed(f"{type(exc).__name__}: {exc}") for _ in requests]
@@ -275,7 +309,7 @@ class SongModel:
                         failed[0].error)
         return descriptions
 
-    def _finish(self, job: SongJob, descriptions: list, allowed, targets: ConfigTargets) -> dict:
+    def _finish(self, engine, job: SongJob, descriptions: list, allowed, targets: ConfigTargets) -> dict:
         """Merge one song's window descriptions into regions, write its caption, build the prediction."""
         from .analysis import letters_to_labels
         from .caption import song_caption
@@ -287,7 +321,7 @@ class SongModel:
                 plans[window.region].descriptions.append(description)
         fallback_labels = letters_to_labels(job.regions, list(allowed)) if job.regions else []
         with self._run_lock:  # song_caption falls back to a caption built from the windows; it never raises
-            caption = song_caption(self.engine, descriptions, job.analysis)
+            caption = song_caption(engine, descriptions, job.analysis)
         song = build_song(job.analysis, plans, fallback_labels, allowed, caption or "")
         log.info("task %s: %d regions from %d windows (%d described)", job.task_id, len(song.regions),
                  len(descriptions), sum(1 for d in descriptions if d.ok))

@@ -139,3 +139,21 @@ def test_one_failed_window_degrades_its_region_not_the_song(tmp_path, documents,
     # A degraded song is not cached: the next request asks the model again.
     model.predict(body["tasks"], body["label_config"])
     assert model.cache.stats.hits == 0 and model.stats.predictions == 2
+
+
+def test_a_model_that_cannot_load_leaves_analysis_only_predictions(tmp_path, documents):
+    wrong = tmp_path / "not-qwen"
+    wrong.mkdir()
+    (wrong / "config.json").write_text(json.dumps({"model_type": "bert"}))  # a real model type, not an audio LM
+    settings = Settings(engine="transformers", model_id=str(wrong), device="cpu", model_dir=tmp_path / "model_dir",
+                        local_files_document_root=str(documents))
+    client = create_app(settings).test_client()
+    response = client.post("/predict", json=predict_body([ls_task(1, local_ref("song.wav"))]))
+    assert response.status_code == 200
+    prediction = response.get_json()["results"][0]
+    assert [r for r in prediction["result"] if r["from_name"] == n.SECTION]  # regions from the analysis
+    assert not [r for r in prediction["result"] if r["from_name"] == n.SEGMENT_NOTES]
+    assert prediction["score"] == 0
+    health = client.get("/health").get_json()
+    assert "bert" in health["model_error"] and health["model_loaded"] is False
+    assert get_model(settings).cache.stats.writes == 0  # retried once the model is fixed, not served from cache
