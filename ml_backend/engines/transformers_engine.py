@@ -216,19 +216,14 @@ class TransformersEngine:
         for chunk in batches(ready, self.batch_size):
             try:
                 outputs = self._generate([self._conversation(requests[i]) for i in chunk], [audios[i] for i in chunk])
-                for i, text in zip(chunk, outputs):
-                    texts[i] = text
-                continue
             except Exception as exc:
                 if len(chunk) == 1:
                     errors[chunk[0]] = self._window_error(requests[chunk[0]], exc)
                     continue
                 log.warning("batch of %d windows failed (%s); retrying one at a time", len(chunk), _short(exc))
-            for i in chunk:
-                try:
-                    texts[i] = self._generate([self._conversation(requests[i])], [audios[i]])[0]
-                except Exception as exc:
-                    errors[i] = self._window_error(requests[i], exc)
+                outputs = [self._retry_alone(requests[i], audios[i], errors, i) for i in chunk]
+            for i, text in zip(chunk, outputs):
+                texts[i] = text
         results = []
         for req, text, error in zip(requests, texts, errors):
             if text is None:
@@ -236,6 +231,14 @@ class TransformersEngine:
             else:
                 results.append(parse_window_output(text, req.start, req.end, req.labels))
         return results
+
+    def _retry_alone(self, req: WindowRequest, audio: np.ndarray, errors: list[str], index: int) -> str | None:
+        """Generate one window by itself after its batch failed; on failure record the error and return None."""
+        try:
+            return self._generate([self._conversation(req)], [audio])[0]
+        except Exception as exc:
+            errors[index] = self._window_error(req, exc)
+            return None
 
     def _window_error(self, req: WindowRequest, exc: BaseException) -> str:
         kind = "out of memory" if is_out_of_memory(exc) else "generation failed"
@@ -282,7 +285,7 @@ class TransformersEngine:
             gen["min_new_tokens"] = self.min_new_tokens
         with lm.lock, torch.inference_mode():
             if self.temperature > 0:
-                torch.manual_seed(self.seed)
+                torch.manual_seed(self.seed)  # generate() takes no generator; under the lock this is per batch
             try:
                 out = lm.model.generate(**inputs, **gen)
             except Exception:
