@@ -96,6 +96,7 @@ class ModelStats:
     predictions: int = 0
     failures: int = 0
     windows: int = 0
+    engine_calls: int = 0  # describe_windows calls (one per request unless it was split)
     seconds: float = 0.0
 
 
@@ -291,6 +292,7 @@ class SongModel:
         if not requests:
             return []
         self.stats.windows += len(requests)
+        self.stats.engine_calls += 1
         if engine is None:
             return [WindowDescription.failed(f"no engine: {self.load_error}") for _ in requests]
         try:

@@ -48,3 +48,19 @@ def test_same_song_twice_in_one_request_is_predicted_once(tmp_path, song_files):
     one, two = model.predict(body["tasks"], body["label_config"])
     assert one == two and one["result"]
     assert model.stats.predictions == 1
+
+
+def test_a_request_larger_than_the_audio_budget_is_split(tmp_path, song_files, monkeypatch):
+    import ml_backend.model as model_module
+
+    root = tmp_path / "documents"
+    (root / "songs").mkdir(parents=True)
+    for suffix in (".wav", ".opus", ".flac"):
+        shutil.copy(song_files[suffix], root / "songs" / f"a{suffix}")
+    settings = Settings(engine="dsp", model_dir=tmp_path / "model_dir", local_files_document_root=str(root))
+    monkeypatch.setattr(model_module, "MAX_PENDING_AUDIO_SECONDS", 30.0)  # about one song per engine call
+    model = SongModel(settings)
+    body = predict_body([ls_task(i, local_ref(f"a{s}")) for i, s in enumerate((".wav", ".opus", ".flac"))])
+    results = model.predict(body["tasks"], body["label_config"])
+    assert len(results) == 3 and all(r["result"] for r in results)
+    assert model.stats.predictions == 3 and model.stats.engine_calls == 2  # 22 s + 22 s pass the 30 s budget
