@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import tempfile
@@ -189,8 +190,10 @@ def main(argv: list[str] | None = None) -> dict:
     print(f"speed-up from batching: {ratio:.2f}x; a {args.song_seconds:g} s song ({song_windows} windows): "
           f"{report['seconds_per_song']['one_at_a_time']} s one at a time, "
           f"{report['seconds_per_song']['batched']} s batched")
-    if args.json:
-        args.json.write_text(json.dumps(report, indent=2) + "\n")
+    if args.json:  # atomically: a half-written file must not pass for a result
+        tmp = args.json.with_name(f".{args.json.name}.tmp")
+        tmp.write_text(json.dumps(report, indent=2) + "\n")
+        os.replace(tmp, args.json)
     return report
 
 

@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from ml_backend.analysis import MusicAnalysis
 from ml_backend.caption import (
     MAX_CAPTION_WORDS, caption_prompt, clean_caption, fallback_caption, song_caption, tempo_feel, top_items,
     truncate_words,
@@ -14,21 +15,10 @@ from ml_backend.engines.base import WindowDescription
 from ml_backend.engines.dsp_engine import DspEngine
 
 
-def make_analysis(bpm=None, keyscale=None, duration=200.0):
-    """A MusicAnalysis (engineer B's class) with only the fields the caption reads set meaningfully."""
-    from ml_backend.analysis import MusicAnalysis
-
+def make_analysis(bpm=None, keyscale=None, duration=200.0) -> MusicAnalysis:
+    """An analysis with only the fields the caption reads (bpm, keyscale, duration) set meaningfully."""
     return MusicAnalysis(duration=duration, bpm=bpm, beats=[], keyscale=keyscale, key_confidence=0.0,
                          timesignature="4", timesignature_confident=False, sections=[])
-
-
-try:  # engineer B's module may land after this one; the caption reads only bpm, keyscale and duration
-    make_analysis()
-except ImportError:
-    from types import SimpleNamespace
-
-    def make_analysis(bpm=None, keyscale=None, duration=200.0):  # noqa: F811
-        return SimpleNamespace(bpm=bpm, keyscale=keyscale, duration=duration)
 
 
 WINDOWS = [

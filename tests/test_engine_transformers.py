@@ -12,6 +12,7 @@ import json
 import numpy as np
 import pytest
 
+from ml_backend.analysis import MusicAnalysis
 from ml_backend.caption import fallback_caption, song_caption
 from ml_backend.engines import EngineError, WindowDescription, WindowRequest, create_engine
 from ml_backend.engines.dsp_engine import DspEngine
@@ -145,7 +146,8 @@ def test_sampling_is_repeatable_with_the_seed(tiny_model_dir):
 def test_garbage_caption_falls_back(engine):
     assert isinstance(engine.summarize("Write one caption for the song."), str)
     notes = [WindowDescription(summary="A slow piano ballad with a soft female voice.", genres=["ballad"])]
-    analysis = type("Analysis", (), {"bpm": 72.0, "keyscale": "D major", "duration": 30.0})()
+    analysis = MusicAnalysis(duration=30.0, bpm=72.0, beats=[], keyscale="D major", key_confidence=0.9,
+                             timesignature="4", timesignature_confident=True)
     assert song_caption(engine, notes, analysis) == fallback_caption(notes, analysis)
 
 
