@@ -1,5 +1,6 @@
 """One-shot set-up of a fresh stack: make sure Label Studio has the song project (the shipped labeling config), the
-ML backend connected to it and, optionally, a local-files storage over the songs folder, synced. Idempotent: a
+ML backend connected to it with its pre-labeling webhook and, optionally, a local-files storage over the songs
+folder, synced. Idempotent: a
 second run finds what the first one made and changes nothing (it only syncs the storage again, which imports new
 files). Runs as the ``init`` service of docker-compose.yml, or by hand::
 
@@ -22,6 +23,8 @@ import requests
 
 from label_config import shipped_config
 from label_config.sidecar import AUDIO_EXTENSIONS
+
+from .healthcheck import auth_header
 
 BACKEND_TITLE = "ls-acestep"
 STORAGE_TITLE = "songs"
@@ -55,6 +58,8 @@ class Outcome:
     project_created: bool
     backend_id: int
     backend_created: bool
+    webhook_id: int = 0
+    webhook_change: str = "found"  # found | created | given the basic-auth header
     storage_id: int | None = None
     storage_created: bool = False
     tasks_imported: int | None = None
@@ -130,6 +135,27 @@ def ensure_backend(client, project_id: int, plan: Plan) -> tuple[int, bool]:
     return created.id, True
 
 
+def ensure_webhook(client, project_id: int, plan: Plan) -> tuple[int, str]:
+    """(webhook id, what changed) for the webhook that brings TASKS_CREATED to the backend's /webhook (pre-labeling
+    on import). Label Studio creates it when a backend is connected, but silently skips it when its SSRF guard
+    refuses the address, and never adds the backend's basic-auth header (the backend then answers 401): create it
+    when missing, add the header when the backend has basic auth."""
+    url = plan.backend_url + "/webhook"
+    headers = auth_header(plan.basic_auth_user, plan.basic_auth_pass)
+    hooks = _call("listing the project's webhooks", lambda: client.webhooks.list(project=str(project_id)))
+    hook = next((h for h in hooks or [] if _same_url(h.url, url)), None)
+    if hook is None:
+        created = _call("creating the pre-labeling webhook", lambda: client.webhooks.create(
+            url=url, project=project_id, send_payload=True, send_for_all_actions=True, headers=headers))
+        return created.id, "created"
+    current = dict(hook.headers or {})
+    if headers and current.get("Authorization") != headers["Authorization"]:
+        _call("adding basic auth to the pre-labeling webhook",
+              lambda: client.webhooks.update(id=hook.id, headers={**current, **headers}))
+        return hook.id, "given the basic-auth header"
+    return hook.id, "found"
+
+
 def ensure_storage(client, project_id: int, plan: Plan) -> tuple[int, bool, int | None]:
     """(storage id, created?, tasks imported by this sync) for a local-files storage over plan.storage_path.
     Files become tasks with ``use_blob_urls`` (one task per audio file, served at /data/local-files/?d=...)."""
@@ -149,6 +175,7 @@ def connect(client, plan: Plan) -> Outcome:
     project_id, project_created = ensure_project(client, plan)
     backend_id, backend_created = ensure_backend(client, project_id, plan)
     outcome = Outcome(project_id, project_created, backend_id, backend_created)
+    outcome.webhook_id, outcome.webhook_change = ensure_webhook(client, project_id, plan)
     if plan.storage_path:
         outcome.storage_id, outcome.storage_created, outcome.tasks_imported = ensure_storage(client, project_id, plan)
     return outcome
@@ -221,7 +248,8 @@ def describe(outcome: Outcome, plan: Plan) -> str:
     """Human summary of an Outcome."""
     verb = {True: "created", False: "found"}
     lines = [f"project {outcome.project_id} '{plan.project_title}' {verb[outcome.project_created]}",
-             f"ML backend {outcome.backend_id} at {plan.backend_url} {verb[outcome.backend_created]}"]
+             f"ML backend {outcome.backend_id} at {plan.backend_url} {verb[outcome.backend_created]}",
+             f"webhook {outcome.webhook_id} to {plan.backend_url}/webhook {outcome.webhook_change}"]
     if outcome.storage_id is not None:
         imported = "" if outcome.tasks_imported is None else f", {outcome.tasks_imported} new task(s)"
         lines.append(f"local-files storage {outcome.storage_id} over {plan.storage_path} "

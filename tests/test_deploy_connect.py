@@ -43,8 +43,11 @@ class FakeLabelStudio:
     projects: list = field(default_factory=list)
     backends: list = field(default_factory=list)
     storages: list = field(default_factory=list)
+    webhooks: list = field(default_factory=list)
     calls: list = field(default_factory=list)
     ml_error: str = ""  # when set, POST /api/ml/ fails validation with this message
+    auto_webhook: bool = True  # Label Studio adds <backend>/webhook when a backend is connected (if its guard allows)
+    webhook_error: str = ""
     storage_error: str = ""
     new_files: int = 3  # tasks the first sync imports
 
@@ -67,7 +70,20 @@ class FakeLabelStudio:
                 return 400, _validation_error("url", self.ml_error)
             backend = {**body, "id": len(self.backends) + 1, "state": "CO"}
             self.backends.append(backend)
+            if self.auto_webhook:
+                self._add_webhook({"url": body["url"] + "/webhook", "project": body["project"], "headers": {},
+                                   "send_payload": True, "send_for_all_actions": True})
             return 201, backend
+        if method == "GET" and path == "/api/webhooks/":
+            return 200, [w for w in self.webhooks if w["project"] == int(query["project"])]
+        if method == "POST" and path == "/api/webhooks/":
+            if self.webhook_error:
+                return 400, _validation_error("url", self.webhook_error)
+            return 201, self._add_webhook(body)
+        if method == "PATCH" and path.startswith("/api/webhooks/"):
+            hook = next(w for w in self.webhooks if w["id"] == int(path.split("/")[-2]))
+            hook.update(body)
+            return 200, hook
         if method == "GET" and path == "/api/storages/localfiles/":
             return 200, [s for s in self.storages if s["project"] == int(query["project"])]
         if method == "POST" and path == "/api/storages/localfiles/":
@@ -81,6 +97,11 @@ class FakeLabelStudio:
             storage["last_sync_count"], self.new_files = self.new_files, 0
             return 200, storage
         return 404, {"detail": "Not found."}
+
+    def _add_webhook(self, body: dict) -> dict:
+        hook = {**body, "id": len(self.webhooks) + 1, "is_active": True, "actions": []}
+        self.webhooks.append(hook)
+        return hook
 
     def _project_page(self, query: dict) -> tuple[int, object]:
         title = query.get("title", "").lower()
@@ -123,7 +144,7 @@ def fake_ls():
             self.end_headers()
             self.wfile.write(data)
 
-        do_GET = do_POST = _serve
+        do_GET = do_POST = do_PATCH = _serve
 
         def log_message(self, *args):
             pass
@@ -150,6 +171,7 @@ def test_first_run_creates_project_backend_and_storage(fake_ls):
     assert fake_ls.api_calls() == [
         ("GET", "/api/projects/"), ("POST", "/api/projects/"),
         ("GET", "/api/ml/"), ("POST", "/api/ml/"),
+        ("GET", "/api/webhooks/"),
         ("GET", "/api/storages/localfiles/"), ("POST", "/api/storages/localfiles/"),
         ("POST", "/api/storages/localfiles/1/sync"),
     ]
@@ -162,10 +184,12 @@ def test_first_run_creates_project_backend_and_storage(fake_ls):
     assert api[2].query == {"project": "1"}
     assert api[3].body == {"url": BACKEND, "project": 1, "title": "ls-acestep", "is_interactive": False}
     assert api[4].query == {"project": "1"}
-    storage = api[5].body
+    assert api[5].query == {"project": "1"}
+    storage = api[6].body
     assert storage["path"] == SONGS and storage["use_blob_urls"] is True and storage["project"] == 1
     assert "project 1 'Songs' created" in result.output
     assert f"ML backend 1 at {BACKEND} created" in result.output
+    assert f"webhook 1 to {BACKEND}/webhook found" in result.output
     assert "synced, 3 new task(s)" in result.output
 
 
@@ -174,7 +198,7 @@ def test_second_run_finds_everything_and_only_syncs(fake_ls):
     fake_ls.calls.clear()
     result = run_cli(fake_ls, "--storage-path", SONGS)
     assert result.exit_code == 0, result.output
-    assert fake_ls.api_calls() == [("GET", "/api/projects/"), ("GET", "/api/ml/"),
+    assert fake_ls.api_calls() == [("GET", "/api/projects/"), ("GET", "/api/ml/"), ("GET", "/api/webhooks/"),
                                    ("GET", "/api/storages/localfiles/"), ("POST", "/api/storages/localfiles/1/sync")]
     assert len(fake_ls.projects) == len(fake_ls.backends) == len(fake_ls.storages) == 1
     assert "project 1 'Songs' found" in result.output and "0 new task(s)" in result.output
@@ -202,6 +226,32 @@ def test_backend_with_basic_auth_is_connected_with_its_credentials(fake_ls):
     assert result.exit_code == 0, result.output
     assert fake_ls.backends[0]["auth_method"] == "BASIC_AUTH"
     assert (fake_ls.backends[0]["basic_auth_user"], fake_ls.backends[0]["basic_auth_pass"]) == ("u", "p")
+    # Label Studio's own webhook carries no credentials: the backend would answer 401 to every import
+    patch = next(c for c in fake_ls.calls if c.method == "PATCH")
+    assert patch.path == "/api/webhooks/1/"
+    assert patch.body == {"headers": {"Authorization": "Basic dTpw"}}  # base64("u:p")
+    assert "given the basic-auth header" in result.output
+    fake_ls.calls.clear()
+    assert run_cli(fake_ls, "--basic-auth-user", "u", "--basic-auth-pass", "p").exit_code == 0
+    assert not [c for c in fake_ls.calls if c.method in ("POST", "PATCH") and "sync" not in c.path]
+
+
+def test_missing_webhook_is_created(fake_ls):
+    fake_ls.auto_webhook = False  # what Label Studio does when its SSRF guard refuses the backend's address
+    result = run_cli(fake_ls)
+    assert result.exit_code == 0, result.output
+    post = next(c for c in fake_ls.calls if c.method == "POST" and c.path == "/api/webhooks/")
+    assert post.body == {"url": f"{BACKEND}/webhook", "project": 1, "send_payload": True,
+                         "send_for_all_actions": True, "headers": {}}
+    assert "webhook 1 to http://ml-backend:9090/webhook created" in result.output
+
+
+def test_refused_webhook_says_what_to_change(fake_ls):
+    fake_ls.auto_webhook = False
+    fake_ls.webhook_error = "URL resolves to a reserved network address (block: 172.16.0.0/12)"
+    result = run_cli(fake_ls)
+    assert result.exit_code == 1
+    assert "creating the pre-labeling webhook" in result.output and "USE_DEFAULT_BANNED_SUBNETS=false" in result.output
 
 
 def test_refused_backend_says_what_to_change_and_a_rerun_finishes(fake_ls):
