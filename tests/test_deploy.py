@@ -415,6 +415,8 @@ def test_image_runs_as_non_root_with_volumes(dockerfile, compose):
     assert env["WORKERS"] == "1"  # one copy of the model per GPU
     volumes = json.loads(_args(dockerfile, "VOLUME")[0])
     assert {env["MODEL_DIR"], env["HF_HOME"]} <= set(volumes)
+    # numba must be able to write its cache as the non-root user: inside a volume the image hands to that user
+    assert any(Path(v) in Path(env["NUMBA_CACHE_DIR"]).parents for v in volumes)
     # compose mounts its volumes where the image (and the backend's env) expects them
     backend = compose["services"]["ml-backend"]
     targets = {v.split(":")[1] for v in resolve(backend["volumes"], SECRETS)}
