@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
+import os
 import sys
 import uuid
 from dataclasses import dataclass, field
@@ -20,6 +21,7 @@ from ls_acestep.media import MediaError, MediaSource, locate, make_client, resol
 from . import writer
 from .export_reader import ExportError, TaskError, audio_ref, choose, iter_tasks, task_id
 from .results import export_duration, song_from_results
+from .validate import SCANNED
 
 AUDIO_MODES = ("copy", "link", "none")
 EXIT_OK, EXIT_PROBLEMS, EXIT_UNUSABLE = 0, 1, 2
@@ -84,6 +86,8 @@ class Run:
         if source.cache_dir is None:
             source.cache_dir = self.out / writer.STATE_DIR / "cache"
         self.started = False
+        # An empty (or missing) dataset folder needs no per-file look-ups: stems are distinct within a run.
+        self.fresh = not self.state.tasks and not (self.dataset.is_dir() and any(os.scandir(self.dataset)))
         self.any_vocals = False  # for the dataset file's all_instrumental
 
     def start(self) -> None:
@@ -93,7 +97,6 @@ class Run:
         if self.o.dry_run:
             return
         self.dataset.mkdir(parents=True, exist_ok=True)
-        self.writes = writer.WriteQueue(self._write_failed)
         work = self.out / writer.STATE_DIR
         self.manifest = writer.Spool(work, "manifest")
         self.samples = writer.Spool(work, "samples")
@@ -143,6 +146,9 @@ class Run:
             duration = export_duration(choice.result, task.get("data"))
 
         converted = song_from_results(choice.result, duration)
+        if o.audio != "none" and ext not in SCANNED:
+            converted.warnings.append(f"audio {ext or '(no extension)'}: ACE-Step's LoRA training tab scans only "
+                                      f"{' '.join(SCANNED)}; convert the file")
         song = converted.song
         provenance = {"task_id": tid, "source": choice.source,
                       ("annotation_id" if choice.source == "annotation" else "prediction_id"): choice.id,
@@ -156,9 +162,9 @@ class Run:
         lyrics = lyrics_file_text(song)
 
         side_plan = writer.plan_text(self.dataset / f"{stem}.json", writer.sidecar_bytes(sidecar),
-                                     previous.sidecar_hash if previous else "", o.force)
+                                     previous.sidecar_hash if previous else "", o.force, self.fresh)
         lyr_plan = writer.plan_text(self.dataset / f"{stem}.lyrics.txt", lyrics.encode(),
-                                    previous.lyrics_hash if previous else "", o.force)
+                                    previous.lyrics_hash if previous else "", o.force, self.fresh)
         kept = [p for p in (side_plan, lyr_plan) if p.action == "kept"]
 
         if o.dry_run:
@@ -176,13 +182,11 @@ class Run:
         on_disk = _read_kept_sidecar(side_plan, sidecar, converted.warnings)
         lyrics_text = lyrics if lyr_plan.action != "kept" else lyr_plan.path.read_text(encoding="utf-8")
 
-        def written() -> None:  # in this thread, once the task's files are on disk
-            self.state.record(tid, entry)
-            self._rows(tid, choice, on_disk, lyrics_text, audio_dest, side_plan.path, lyr_plan.path, duration)
-            self._count(choice, converted.warnings, kept, tid)
-
-        writes = [p for p in (side_plan, lyr_plan) if p.action in ("new", "update")]
-        self.writes.submit(tid, _write_files, (src, audio_dest, o.audio, move, writes), written)
+        _write_files(src, audio_dest, o.audio, move,
+                     [p for p in (side_plan, lyr_plan) if p.action in ("new", "update")])
+        self.state.record(tid, entry)  # only once the files are on disk
+        self._rows(tid, choice, on_disk, lyrics_text, audio_dest, side_plan.path, lyr_plan.path, duration)
+        self._count(choice, converted.warnings, kept, tid)
 
     def _audio_source(self, tid: int, ref: str, dest: Path, previous) -> tuple[Path | None, bool, str]:
         """(file to read the audio from, whether it is a download to move into place, a word for the plan)."""
@@ -198,12 +202,6 @@ class Run:
             self.client = make_client(self.o.source.ls_url, self.o.source.ls_token, self.o.source.timeout)
         path = resolve_audio(ref, self.o.source, tid, client=self.client)
         return path, self.o.audio == "copy", "download"
-
-    def _write_failed(self, tid: int, exc: BaseException) -> None:
-        if isinstance(exc, OSError):
-            self._problem(tid, "failed", f"cannot write its files: {exc}")
-        else:
-            self._problem(tid, "failed", f"unexpected {type(exc).__name__} while writing: {exc}")
 
     def _rows(self, tid, choice, sidecar: dict, lyrics: str, audio: Path, side: Path, lyr: Path,
               duration: float | None) -> None:
@@ -260,7 +258,6 @@ class Run:
     def finish(self) -> None:
         if self.o.dry_run:
             return
-        self.writes.close()
         self.state.compact()
         stamp = _now()
         counts = self.summary.counts()
@@ -290,7 +287,7 @@ class Run:
 
 
 def _write_files(src: Path | None, audio_dest: Path, mode: str, move: bool, plans: list) -> None:
-    """Put one task's audio and text files in place (runs on a writer thread)."""
+    """Put one task's audio and text files in place."""
     if src is not None:
         writer.place_audio(src, audio_dest, mode, move=move)
     for plan in plans:

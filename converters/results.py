@@ -56,7 +56,10 @@ def split_entries(text: str) -> list[str]:
 
 
 def _seconds(value: object) -> float | None:
-    if isinstance(value, bool):
+    """A time in seconds from a JSON value; None for anything that is not a finite number."""
+    if type(value) is float:  # the common case, kept cheap: exports hold tens of times per task
+        return value if value == value else None
+    if value is None or isinstance(value, bool):
         return None
     try:
         number = float(value)
@@ -72,7 +75,8 @@ def export_duration(result: list, task_data: dict | None = None) -> float | None
         seconds = _seconds(task_data.get("duration"))
         if seconds and seconds > 0:
             return seconds
-    lengths = [_seconds(item.get("original_length")) for item in result if isinstance(item, dict)]
+    lengths = [_seconds(item["original_length"]) for item in result
+               if isinstance(item, dict) and "original_length" in item]
     lengths = [x for x in lengths if x and x > 0]
     return max(lengths) if lengths else None
 

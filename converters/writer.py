@@ -17,7 +17,6 @@ import shutil
 import subprocess
 import tempfile
 import unicodedata
-from collections import deque
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -124,9 +123,28 @@ def pretty_json(value, level: int = 0, width: float = 100) -> str:
     return "[\n" + ",\n".join(items) + f"\n{end}]"
 
 
+def sidecar_json(sidecar: dict) -> str:
+    """The sidecar's text: one key per line, each timeline region on its own line (pretty_json for the rest), so
+    that a person can edit it and a diff shows which region changed."""
+    lines = []
+    for key, value in sidecar.items():
+        if key == "music_analysis" and isinstance(value, dict):
+            inner = []
+            for sub, item in value.items():
+                if sub == "timeline" and isinstance(item, list) and item:
+                    rows = ",\n".join(f"      {_compact(region)}" for region in item)
+                    inner.append(f'    "timeline": [\n{rows}\n    ]')
+                else:
+                    inner.append(f"    {_compact(sub)}: {pretty_json(item, 2)}")
+            lines.append(f'  "music_analysis": {{\n' + ",\n".join(inner) + "\n  }")
+        else:
+            lines.append(f"  {_compact(key)}: {pretty_json(value, 1)}")
+    return "{\n" + ",\n".join(lines) + "\n}"
+
+
 def sidecar_bytes(sidecar: dict) -> bytes:
-    """The sidecar as written: readable JSON (see pretty_json), unicode kept, newline at the end."""
-    return (pretty_json(sidecar) + "\n").encode()
+    """The sidecar as written: readable JSON (see sidecar_json), unicode kept, newline at the end."""
+    return (sidecar_json(sidecar) + "\n").encode()
 
 
 @dataclass
@@ -143,9 +161,12 @@ class TextPlan:
         return content_hash(self.data)
 
 
-def plan_text(path: Path, data: bytes, recorded_hash: str, force: bool) -> TextPlan:
+def plan_text(path: Path, data: bytes, recorded_hash: str, force: bool, known_absent: bool = False) -> TextPlan:
     """Decide whether ``path`` may get ``data``: it may when absent, when it still holds what we last wrote
-    (``recorded_hash``) or with ``force``; a file changed since then (or never written by us) is kept."""
+    (``recorded_hash``) or with ``force``; a file changed since then (or never written by us) is kept.
+    ``known_absent`` skips the look-up (the folder was empty when the run began)."""
+    if known_absent:
+        return TextPlan(path, data, "new")
     try:
         current = path.read_bytes()
     except FileNotFoundError:
@@ -160,7 +181,7 @@ def plan_text(path: Path, data: bytes, recorded_hash: str, force: bool) -> TextP
 
 # --- state ---------------------------------------------------------------------------------------------------
 
-@dataclass
+@dataclass(slots=True)
 class TaskState:
     """What the last run wrote for one task (compact: 100,000 of these fit in a few tens of MB)."""
 
@@ -220,8 +241,8 @@ class State:
 
 
 def _state_line(task_id: int, e: TaskState) -> str:
-    return json.dumps({"task": task_id, "stem": e.stem, "ref": e.ref, "sidecar": e.sidecar_hash,
-                       "lyrics": e.lyrics_hash, "audio": e.audio_name}, ensure_ascii=False) + "\n"
+    return _compact({"task": task_id, "stem": e.stem, "ref": e.ref, "sidecar": e.sidecar_hash,
+                     "lyrics": e.lyrics_hash, "audio": e.audio_name}) + "\n"
 
 
 # --- audio -----------------------------------------------------------------------------------------------------
@@ -278,8 +299,8 @@ def place_audio(src: Path, dest: Path, mode: str, move: bool = False) -> str:
         if move:
             os.unlink(src)
         return "same"
-    if move:
-        os.replace(src, dest) if _same_device(src, dest.parent) else shutil.move(str(src), str(dest))
+    if move:  # a download: rename it into place (shutil.move copies across file systems)
+        shutil.move(str(src), str(dest))
         return "copy"
     fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name[:40]}.", suffix=".tmp")
     os.close(fd)
@@ -299,46 +320,6 @@ def _same_file_content(a: Path, b: Path) -> bool:
     return filecmp.cmp(a, b, shallow=True)
 
 
-def _same_device(path: Path, folder: Path) -> bool:
-    return os.stat(path).st_dev == os.stat(folder).st_dev
-
-
-# --- writing in the background -------------------------------------------------------------------------------
-
-class WriteQueue:
-    """Runs file writes on a small thread pool so that creating files (slow on some file systems) overlaps with
-    reading and converting the next tasks. Each task's ``done`` callback runs on the caller's thread, in
-    submission order, only after its files are on disk; a failed write calls ``failed(task_id, exc)`` instead.
-    At most ``depth`` tasks are in flight, so memory stays bounded."""
-
-    def __init__(self, failed, workers: int = 2, depth: int = 64):
-        from concurrent.futures import ThreadPoolExecutor
-
-        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ls-acestep-write")
-        self._pending: deque = deque()
-        self._failed = failed
-        self._depth = depth
-
-    def submit(self, task_id: int, fn, args: tuple, done) -> None:
-        self._pending.append((task_id, self._pool.submit(fn, *args), done))
-        self.drain(self._depth)
-
-    def drain(self, keep: int = 0) -> None:
-        """Finish queued tasks in order until at most ``keep`` are in flight (and any that are already done)."""
-        while self._pending and (len(self._pending) > keep or self._pending[0][1].done()):
-            task_id, future, done = self._pending.popleft()
-            try:
-                future.result()
-            except Exception as exc:  # reported per task; the run goes on
-                self._failed(task_id, exc)
-            else:
-                done()
-
-    def close(self) -> None:
-        self.drain(0)
-        self._pool.shutdown()
-
-
 # --- spooled lists ---------------------------------------------------------------------------------------------
 
 class Spool:
@@ -352,7 +333,7 @@ class Spool:
         self.count = 0
 
     def add(self, row: dict) -> None:
-        self._out.write(json.dumps(row, ensure_ascii=False) + "\n")
+        self._out.write(_compact(row) + "\n")
         self.count += 1
 
     def rows(self):

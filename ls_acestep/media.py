@@ -3,7 +3,8 @@
 Label Studio writes several shapes of reference into task data; each is resolved here, first from local copies
 (``media_root``, ``document_root``), then by downloading from Label Studio or the URL itself:
 
-- ``/data/upload/<project>/<8 hex>-<name>``: files uploaded through the UI (``<media_root>/upload/...`` on disk);
+- ``/data/upload/<project>/<8 hex>-<name>`` (or ``/storage-data/uploaded/?filepath=upload/...``): files uploaded
+  through the UI (``<media_root>/upload/...`` on disk);
 - ``/data/local-files/?d=<relative path>``: Local Files storage (``<document_root>/<relative path>``);
 - ``http(s)://...``: downloaded as is (the Label Studio token is only sent to Label Studio's own host);
 - ``s3://``, ``gs://``, ``azure-blob://``: through Label Studio's ``/tasks/<id>/presign/`` endpoint.
@@ -100,8 +101,11 @@ def locate(ref: str, source: MediaSource, task_id: int | None = None) -> Locatio
         return _local_file(Path(unquote(urlsplit(ref).path)), ref, who)
 
     path = _ls_path(ref, ls_url)
-    if path.startswith("/data/upload/"):
-        relative = unquote(urlsplit(path).path)[len("/data/"):]  # upload/<project>/<file>
+    if path.startswith("/data/upload/") or path.startswith("/storage-data/uploaded"):
+        if path.startswith("/data/upload/"):
+            relative = unquote(urlsplit(path).path)[len("/data/"):]  # upload/<project>/<file>
+        else:  # the storage proxy form: /storage-data/uploaded/?filepath=upload/<project>/<file>
+            relative = (parse_qs(urlsplit(path).query).get("filepath") or [""])[-1]
         if source.media_root:
             candidate = _safe_join(source.media_root, relative)
             if candidate and candidate.is_file():

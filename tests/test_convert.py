@@ -517,3 +517,15 @@ def test_python_m_converters_alias_and_plain_progress_lines(tmp_path, media, son
     assert proc.returncode == 0, proc.stderr
     assert "progress: 100% of the export read" in proc.stderr  # not a terminal: plain lines, no bar
     assert "converted 1 of 1 tasks" in proc.stdout
+
+
+def test_m4a_is_converted_with_a_warning_and_out_must_be_a_folder(tmp_path, media, song_files):
+    export = write_export(tmp_path / "e.json", [task(1, upload(".m4a", song_files),
+                                                     [annotation(1, [text("caption", "c")])])])
+    assert run_cli(export, "--out", tmp_path / "out", "--media-root", media)[0] == 0
+    warnings = read_json(tmp_path / "out" / "conversion_report.json")["warnings"][0]["warnings"]
+    assert any(".m4a" in w and "scans only" in w for w in warnings)
+
+    (tmp_path / "file").write_text("x")
+    code, output = run_cli(export, "--out", tmp_path / "file")
+    assert code == 2 and "not a folder" in output

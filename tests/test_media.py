@@ -259,3 +259,11 @@ def test_slow_server_times_out_with_a_message(tmp_path, ls_server):
 def test_unreachable_server_is_reported(tmp_path):
     with pytest.raises(MediaError, match="reachable"):
         resolve_audio("http://127.0.0.1:9/x.wav", MediaSource(cache_dir=tmp_path, timeout=1), task_id=1)
+
+
+def test_storage_proxy_form_of_an_upload(tmp_path):
+    on_disk = tmp_path / "upload" / "4" / "abcdef12-x.wav"
+    on_disk.parent.mkdir(parents=True)
+    on_disk.write_bytes(b"RIFF")
+    ref = "/storage-data/uploaded/?filepath=upload/4/abcdef12-x.wav"
+    assert resolve_audio(ref, MediaSource(media_root=tmp_path), task_id=1) == on_disk
