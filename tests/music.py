@@ -281,18 +281,18 @@ def _run(cmd: list[str]) -> None:
         raise RenderError(f"{' '.join(cmd)} failed: {proc.stderr.strip()[-500:]}")
 
 
-def _spec_digest(spec: SongSpec) -> str:
-    """Digest of the spec and of this module's source, so a change to the music invalidates cached renders."""
-    text = json.dumps(asdict(spec), sort_keys=True) + Path(__file__).read_text()
+def _spec_digest(spec: SongSpec, sr: int) -> str:
+    """Digest of the spec, the rate and this module's source, so a change to the music invalidates renders."""
+    text = json.dumps(asdict(spec), sort_keys=True) + str(sr) + Path(__file__).read_text()
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def render_song(path: Path, spec: SongSpec) -> Path:
-    """Render `spec` to `path` (format from the suffix, see ENCODERS). A render of the same spec already at `path`
-    is reused (a `.spec` note beside it records the digest)."""
+def render_song(path: Path, spec: SongSpec, sr: int = RENDER_SR) -> Path:
+    """Render `spec` to `path` (format from the suffix, see ENCODERS) at `sr` Hz, stereo. A render of the same
+    spec already at `path` is reused (a `.spec` note beside it records the digest)."""
     path = Path(path)
     note = path.with_name(path.name + ".spec")
-    digest = _spec_digest(spec)
+    digest = _spec_digest(spec, sr)
     if path.exists() and note.exists() and note.read_text() == digest:
         return path
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -300,7 +300,7 @@ def render_song(path: Path, spec: SongSpec) -> Path:
         mid = Path(tmp) / "song.mid"
         wav = Path(tmp) / "song.wav"
         song_midi(spec).write(str(mid))
-        _run(["fluidsynth", "-ni", "-q", "-g", "0.3", "-r", str(RENDER_SR), "-O", "s16", "-F", str(wav),
+        _run(["fluidsynth", "-ni", "-q", "-g", "0.3", "-r", str(sr), "-O", "s16", "-F", str(wav),
               str(soundfont()), str(mid)])
         _cut_tail(wav, spec.duration + TAIL_SECONDS)
         encode(wav, path)
@@ -370,14 +370,15 @@ def accuracy_songs() -> list[SongSpec]:
     ]
 
 
-def render_songs(folder: Path, specs: list[SongSpec], suffix: str = ".wav", jobs: int = 2) -> list[Path]:
-    """Render several songs, `jobs` at a time (fluidsynth is single-threaded)."""
+def render_songs(folder: Path, specs: list[SongSpec], suffix: str = ".wav", sr: int = RENDER_SR,
+                 jobs: int = 2) -> list[Path]:
+    """Render several songs at `sr` Hz, `jobs` at a time (fluidsynth is single-threaded)."""
     from concurrent.futures import ThreadPoolExecutor
 
     folder = Path(folder)
     targets = [folder / f"song{i:02d}{suffix}" for i in range(len(specs))]
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-        return list(pool.map(render_song, targets, specs))
+        return list(pool.map(lambda target, spec: render_song(target, spec, sr), targets, specs))
 
 
 # --- bad and awkward files -------------------------------------------------------------------------------------
@@ -425,8 +426,8 @@ def make_long(folder: Path, source: Path, hours: float = 1.0, suffix: str = ".fl
     """A long file (default one hour) built cheaply by repeating `source`, cached in `folder`.
 
     ".flac": mono 22050 Hz, repeated block by block with soundfile (exercises the soundfile path and resampling).
-    ".mp3": mono 22050 Hz MP3 frames concatenated without ID3/Xing headers (exercises the ffmpeg path; decoders
-    read concatenated MP3 frame streams as one stream)."""
+    ".mp3": mono 8 kHz MP3 frames concatenated without ID3/Xing headers (exercises the ffmpeg path; decoders
+    read concatenated MP3 frame streams as one stream; the low rate keeps decoding an hour to a few seconds)."""
     folder = Path(folder)
     target = folder / f"long-{hours:g}h{suffix}"
     if target.exists():
@@ -445,8 +446,8 @@ def make_long(folder: Path, source: Path, hours: float = 1.0, suffix: str = ".fl
                 out.write(block)
     elif suffix == ".mp3":
         frame_file = folder / ".piece.mp3"
-        encode(piece, frame_file, ["-c:a", "libmp3lame", "-b:a", "64k", "-write_xing", "0", "-id3v2_version", "0",
-                                   "-write_id3v1", "0"])
+        encode(piece, frame_file, ["-ar", "8000", "-c:a", "libmp3lame", "-b:a", "24k", "-write_xing", "0",
+                                   "-id3v2_version", "0", "-write_id3v1", "0"])
         chunk = frame_file.read_bytes()
         with open(tmp, "wb") as out:
             for _ in range(repeats):

@@ -1,0 +1,116 @@
+"""Behaviour of the music analysis on real rendered audio and on edge cases (silence, clips, silent gaps), and
+the mapping from repetition letters to section labels. Accuracy over many songs: test_analysis_accuracy.py."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from ml_backend.analysis import Section, analyze, letters_to_labels
+from ml_backend.audio import MODEL_SR, load_audio
+from tests import music
+
+SR = MODEL_SR
+
+
+def _contiguous(sections: list[Section], duration: float) -> bool:
+    return (sections[0].start == 0.0 and sections[-1].end == pytest.approx(duration, abs=1e-3)
+            and all(a.end == b.start for a, b in zip(sections, sections[1:])))
+
+
+@pytest.fixture(scope="module")
+def song(song_files) -> np.ndarray:
+    return load_audio(song_files[".wav"])
+
+
+@pytest.mark.parametrize("suffix", [".wav", ".mp3", ".m4a", ".opus"])
+def test_tempo_key_and_meter_survive_lossy_formats(song_files, suffix):
+    spec = music.FORMAT_SET_SPEC
+    a = analyze(load_audio(song_files[suffix]), SR)
+    assert a.bpm == pytest.approx(spec.tempo, rel=0.02)
+    assert a.keyscale == spec.keyscale == "G major"
+    assert a.timesignature == "4"
+    assert len(a.beats) >= 30 and all(0 <= b <= a.duration for b in a.beats)
+    assert _contiguous(a.sections, a.duration)
+    assert a.sections[0].letter == "A"
+
+
+def test_input_sample_rate_does_not_change_the_facts(song_files, song):
+    at_16k = analyze(song, SR)
+    at_44k = analyze(load_audio(song_files[".wav"], sr=44100), 44100)
+    assert at_44k.duration == pytest.approx(at_16k.duration, abs=1e-3)
+    assert at_44k.bpm == pytest.approx(at_16k.bpm, rel=0.01)
+    assert at_44k.keyscale == at_16k.keyscale
+    assert [round(s.start) for s in at_44k.sections] == [round(s.start) for s in at_16k.sections]
+
+
+def test_all_silent_audio_is_one_silence_section():
+    a = analyze(np.zeros(10 * SR, dtype=np.float32), SR)
+    assert a.duration == 10.0 and a.bpm is None and a.keyscale is None and a.beats == []
+    assert (a.timesignature, a.timesignature_confident) == ("4", False)
+    assert [(s.start, s.end, s.label) for s in a.sections] == [(0.0, 10.0, "Silence")]
+    assert letters_to_labels(a.sections) == ["Silence"]
+
+
+def test_near_silent_noise_counts_as_silence():
+    noise = np.random.default_rng(0).normal(0, 1e-4, 5 * SR).astype(np.float32)  # -80 dBFS
+    assert analyze(noise, SR).sections[0].label == "Silence"
+
+
+def test_empty_signal():
+    a = analyze(np.zeros(0, dtype=np.float32), SR)
+    assert a.duration == 0.0 and a.bpm is None
+
+
+def test_one_second_clip_has_no_tempo_but_one_section(song):
+    a = analyze(song[:SR], SR)
+    assert a.duration == pytest.approx(1.0)
+    assert a.bpm is None  # four beats are no tempo
+    assert [(s.start, s.end) for s in a.sections] == [(0.0, 1.0)]
+    assert a.key_confidence < 0.1  # a key from one second is a guess, and says so
+
+
+def test_silent_stretches_become_silence_sections(song):
+    gap = np.zeros(4 * SR, dtype=np.float32)
+    y = np.concatenate([gap, song[: 10 * SR], gap, song[10 * SR:], gap[: 3 * SR]])
+    a = analyze(y, SR)
+    silent = [(s.start, s.end) for s in a.sections if s.label == "Silence"]
+    assert len(silent) == 3
+    # the song's own half-second fade-out falls below the silence level before the appended gap starts
+    expected = [(0.0, 4.0), (14.0, 18.0), (len(y) / SR - 3.6, len(y) / SR)]
+    for (start, end), (want_start, want_end) in zip(silent, expected):
+        assert start == pytest.approx(want_start, abs=0.4)
+        assert end == pytest.approx(want_end, abs=0.3)
+    assert _contiguous(a.sections, a.duration)
+    assert all(s.letter for s in a.sections if s.label != "Silence")
+    labels = letters_to_labels(a.sections)
+    assert [lab for lab, s in zip(labels, a.sections) if s.label == "Silence"] == ["Silence"] * 3
+
+
+# --- letters to labels ------------------------------------------------------------------------------------------
+
+def _sections(spec: str, loud: str = "") -> list[Section]:
+    """'ABAB' -> sections 10 s each; `loud` lists the letters that are 8 dB louder."""
+    return [Section(10.0 * i, 10.0 * (i + 1), ch if ch != "-" else "", "Silence" if ch == "-" else "",
+                    -20.0 if ch in loud else -28.0) for i, ch in enumerate(spec)]
+
+
+@pytest.mark.parametrize("form, loud, labels", [
+    ("ABABCB", "B", ["Verse", "Chorus", "Verse", "Chorus", "Bridge", "Chorus"]),
+    ("DABABE", "B", ["Intro", "Verse", "Chorus", "Verse", "Chorus", "Outro"]),
+    ("ABABCB", "A", ["Chorus", "Verse", "Chorus", "Verse", "Bridge", "Verse"]),
+    ("ABCABC", "C", ["Verse", "Pre-Chorus", "Chorus", "Verse", "Pre-Chorus", "Chorus"]),
+    ("-ABAB-", "B", ["Silence", "Verse", "Chorus", "Verse", "Chorus", "Silence"]),
+    ("ABC", "", ["Intro", "Bridge", "Outro"]),
+    ("A", "", ["Verse"]),
+])
+def test_letters_to_labels(form, loud, labels):
+    assert letters_to_labels(_sections(form, loud)) == labels
+
+
+def test_letters_to_labels_stays_inside_the_allowed_labels():
+    sections = _sections("DABABCE", "B")
+    assert letters_to_labels(sections, ["Verse", "Chorus", "Instrumental"]) == [
+        "Instrumental", "Verse", "Chorus", "Verse", "Chorus", "Instrumental", "Instrumental"]
+    assert letters_to_labels(sections, ["Part"]) == ["Part"] * 7
+    assert letters_to_labels([], ["Verse"]) == []

@@ -1,0 +1,162 @@
+"""Decoding real files of every format we accept, and the clear errors for files we cannot use."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from ml_backend import audio
+from ml_backend.audio import MODEL_SR, AudioError, load_audio
+from tests import music
+
+FORMATS = [".wav", ".flac", ".ogg", ".mp3", ".m4a", ".opus"]
+
+
+def _rms_db(y: np.ndarray) -> float:
+    return 20 * np.log10(np.sqrt(np.mean(np.square(y, dtype=np.float64))) + 1e-12)
+
+
+@pytest.fixture(scope="module")
+def reference(song_files) -> tuple[np.ndarray, int]:
+    """The WAV render read directly, mixed to mono by averaging the channels."""
+    data, sr = sf.read(str(song_files[".wav"]), dtype="float32", always_2d=True)
+    return data.mean(axis=1), sr
+
+
+@pytest.mark.parametrize("suffix", FORMATS)
+def test_every_format_decodes_to_mono_float32_at_16k(song_files, reference, suffix):
+    y = load_audio(song_files[suffix])
+    ref, sr = reference
+    assert y.dtype == np.float32 and y.ndim == 1 and y.flags.c_contiguous
+    # same duration as the source (AAC adds a few ms of priming), same loudness within 0.5 dB (lossy codecs)
+    assert len(y) / MODEL_SR == pytest.approx(len(ref) / sr, abs=0.05)
+    assert _rms_db(y) == pytest.approx(_rms_db(ref), abs=0.5)
+    assert np.abs(y).max() < 1.0
+
+
+def test_no_resampling_gives_the_channel_average_exactly(song_files, reference):
+    ref, sr = reference
+    y = load_audio(song_files[".wav"], sr=sr)
+    np.testing.assert_allclose(y, ref, atol=1e-6)
+
+
+def test_other_rates_give_proportional_lengths(song_files, reference):
+    ref, sr = reference
+    for rate in (8000, 22050, 48000):
+        assert len(load_audio(song_files[".flac"], sr=rate)) == pytest.approx(len(ref) * rate / sr, abs=2)
+
+
+def test_ffmpeg_and_soundfile_paths_agree(song_files):
+    """The ffmpeg pipe mixes channels with equal weights like the soundfile path (ffmpeg's own -ac 1 would be
+    3 dB louder) and resamples with soxr too."""
+    path = song_files[".wav"]
+    via_soundfile = load_audio(path)
+    via_ffmpeg = audio._load_ffmpeg(path, MODEL_SR, None)
+    assert len(via_ffmpeg) == pytest.approx(len(via_soundfile), abs=2)
+    n = min(len(via_ffmpeg), len(via_soundfile))
+    assert np.corrcoef(via_ffmpeg[:n], via_soundfile[:n])[0, 1] > 0.999
+    assert _rms_db(via_ffmpeg) == pytest.approx(_rms_db(via_soundfile), abs=0.05)
+
+
+def test_silence_and_a_one_second_clip_decode(tmp_path, song_files):
+    silent = load_audio(music.make_silence(tmp_path / "silence.wav", seconds=3.0))
+    assert len(silent) == 3 * MODEL_SR and not silent.any()
+    clip = load_audio(music.make_clip(tmp_path / "clip.flac", song_files[".wav"], seconds=1.0))
+    assert len(clip) == pytest.approx(MODEL_SR, abs=2) and clip.any()
+
+
+@pytest.mark.parametrize("suffix", [".wav", ".mp3"])
+def test_empty_file(tmp_path, suffix):
+    path = music.make_empty(tmp_path / f"empty{suffix}")
+    with pytest.raises(AudioError, match="empty") as err:
+        load_audio(path)
+    assert str(path) in str(err.value)
+
+
+@pytest.mark.parametrize("name", ["notes.wav", "notes.mp3", "song.mid"])
+def test_unsupported_format(tmp_path, name):
+    path = tmp_path / name
+    music.make_midi(path) if name.endswith(".mid") else music.make_text_as_audio(path)
+    with pytest.raises(AudioError, match="not a readable audio file") as err:
+        load_audio(path)
+    assert str(path) in str(err.value) and "convert it to" in str(err.value)
+
+
+def test_corrupt_header(tmp_path, song_files):
+    path = music.make_corrupt_header(tmp_path / "corrupt.wav", song_files[".wav"])
+    with pytest.raises(AudioError, match="corrupt") as err:
+        load_audio(path)
+    assert str(path) in str(err.value)
+
+
+def test_corrupt_header_of_a_frame_based_format_is_recovered(tmp_path, song_files):
+    """MP3 frames resynchronise after a damaged start: most of the song is still there."""
+    y = load_audio(music.make_corrupt_header(tmp_path / "corrupt.mp3", song_files[".mp3"]))
+    assert len(y) / MODEL_SR > 20
+
+
+def test_file_without_an_audio_stream(tmp_path):
+    path = tmp_path / "video.mp4"
+    subprocess.run(["ffmpeg", "-nostdin", "-loglevel", "error", "-f", "lavfi", "-i", "color=c=black:s=32x32:d=1",
+                    str(path)], check=True)
+    with pytest.raises(AudioError, match="no audio stream"):
+        load_audio(path)
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(AudioError, match="no such file"):
+        load_audio(tmp_path / "gone.flac")
+
+
+def test_missing_ffmpeg_is_named(song_files, monkeypatch, tmp_path):
+    monkeypatch.setenv("PATH", str(tmp_path))  # an empty folder: no ffmpeg, no ffprobe
+    with pytest.raises(AudioError, match="ffmpeg is not installed"):
+        load_audio(song_files[".mp3"])
+    assert len(load_audio(song_files[".flac"])) > 0  # soundfile formats need no ffmpeg
+
+
+@pytest.mark.parametrize("suffix", [".flac", ".m4a"])
+def test_length_limit(song_files, suffix):
+    with pytest.raises(AudioError, match="limit"):
+        load_audio(song_files[suffix], max_seconds=10)
+    assert len(load_audio(song_files[suffix], max_seconds=60)) > 0
+
+
+_MEASURE = """
+import json, resource, sys
+import numpy, soundfile, soxr
+from ml_backend.audio import load_audio
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+y = load_audio(sys.argv[1])
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print(json.dumps({"seconds": len(y) / 16000, "output_kb": y.nbytes / 1024, "growth_kb": peak - before}))
+"""
+
+
+@pytest.fixture(scope="session")
+def long_files(tmp_path_factory, song_files) -> dict[str, Path]:
+    folder = tmp_path_factory.mktemp("hour")
+    return {suffix: music.make_long(folder, song_files[".wav"], hours=1.0, suffix=suffix)
+            for suffix in (".flac", ".mp3")}
+
+
+@pytest.mark.parametrize("suffix", [".flac", ".mp3"])
+def test_an_hour_long_file_stays_within_bounded_memory(long_files, suffix):
+    """Peak memory grows by the output array (an hour at 16 kHz float32 is about 230 MB) plus small blocks,
+    never by a second copy of the song or the decoded source."""
+    proc = subprocess.run([sys.executable, "-c", _MEASURE, str(long_files[suffix])], capture_output=True,
+                          text=True, cwd=Path(__file__).resolve().parents[1],
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert proc.returncode == 0, proc.stderr
+    stats = json.loads(proc.stdout.strip().splitlines()[-1])
+    print(f"{suffix}: {stats['seconds']:.0f} s decoded, output {stats['output_kb'] / 1024:.0f} MB, "
+          f"peak growth {stats['growth_kb'] / 1024:.0f} MB")
+    assert stats["seconds"] >= 3600
+    assert stats["growth_kb"] < stats["output_kb"] + 64 * 1024
