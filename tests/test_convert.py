@@ -529,3 +529,22 @@ def test_m4a_is_converted_with_a_warning_and_out_must_be_a_folder(tmp_path, medi
     (tmp_path / "file").write_text("x")
     code, output = run_cli(export, "--out", tmp_path / "file")
     assert code == 2 and "not a folder" in output
+
+
+def test_progress_bar_on_a_terminal_and_plain_lines_otherwise(capsys):
+    from converters.cli import _progress
+
+    lines = []
+    update = _progress(False, lines.append)(1000)
+    for position in (50, 120, 480, 1000):
+        update(position)
+    assert lines == ["progress: 12% of the export read", "progress: 48% of the export read",
+                     "progress: 100% of the export read"]
+
+    bar = _progress(True, lines.append)(1000)
+    bar(400)
+    bar(1000)
+    bar.close()
+    err = capsys.readouterr().err
+    assert "converting:" in err and "/1.00k" in err and "B/s" in err  # tqdm's bar over bytes of the export
+    assert len(lines) == 3  # no plain lines while a bar shows
