@@ -181,6 +181,29 @@ def tiny_omni_dir(tmp_path_factory):
     return build_tiny_qwen2_5_omni(tmp_path_factory.mktemp("tiny-qwen2.5-omni"))
 
 
+def test_omni_thinker_batches_through_the_engine(tiny_omni_dir):
+    """The Omni thinker (multimodal rotary positions) with left-padded batches through the engine's generate path.
+    Its own processor needs torchvision, so a Qwen2AudioProcessor over the Omni tokenizer and template stands in:
+    for text and audio it yields the same inputs (audio tokens per window, 128-bin features, feature mask)."""
+    from transformers import Qwen2_5OmniThinkerForConditionalGeneration, Qwen2AudioProcessor, WhisperFeatureExtractor
+
+    from ml_backend.engines.transformers_engine import register_model
+    from tests.tiny_model import AUDIO_SPECIALS, OMNI_CHAT_TEMPLATE, VISION_SPECIALS, build_byte_tokenizer
+
+    processor = Qwen2AudioProcessor(feature_extractor=WhisperFeatureExtractor(feature_size=128),
+                                    tokenizer=build_byte_tokenizer({**AUDIO_SPECIALS, **VISION_SPECIALS}),
+                                    chat_template=OMNI_CHAT_TEMPLATE)
+    model = Qwen2_5OmniThinkerForConditionalGeneration.from_pretrained(tiny_omni_dir).eval()  # hub layout
+    register_model("tiny-omni", "cpu", model, processor, family="qwen2_5_omni")
+    batched = TransformersEngine("tiny-omni", device="cpu", batch_size=2, max_new_tokens=8, min_new_tokens=8)
+    single = TransformersEngine("tiny-omni", device="cpu", batch_size=1, max_new_tokens=8, min_new_tokens=8)
+    reqs = windows([7.5, 1.2, 4.0])  # batches: (1.2 s, 4 s) padded, then 7.5 s
+    reference = [d.raw_text for d in single.describe_windows(reqs)]
+    assert len(set(reference)) > 1
+    assert [d.raw_text for d in batched.describe_windows(reqs)] == reference
+    assert isinstance(batched.summarize("Write one caption."), str)
+
+
 @pytest.mark.skipif(HAS_TORCHVISION, reason="torchvision is installed: the Omni processor loads")
 def test_omni_without_torchvision_says_what_to_install(tiny_omni_dir):
     with pytest.raises(EngineError, match=r"is Qwen2\.5-Omni, whose processor needs torchvision"):
