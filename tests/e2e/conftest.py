@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from .servers import (LOGS, LS_PASSWORD, LS_START_TIMEOUT, LS_TOKEN, LS_USER, Backend, LabelStudioServer,
-                      backend_env, ensure_label_studio, free_port, label_studio_env, log_tail, stop_process,
+                      backend_env, copy_database, ensure_label_studio, free_port, label_studio_env, log_tail, stop_process,
                       wait_until)
 
 
@@ -36,9 +36,10 @@ def label_studio(tmp_path_factory):
     root = tmp_path_factory.mktemp("label-studio")
     if os.environ.get("E2E_LABEL_STUDIO"):
         data_dir = Path(os.environ["E2E_LABEL_STUDIO"])
-        yield LabelStudioServer(url=os.environ["E2E_LABEL_STUDIO_URL"], token=os.environ.get("E2E_LABEL_STUDIO_TOKEN", LS_TOKEN),
-                                username=LS_USER, password=LS_PASSWORD, data_dir=data_dir,
-                                document_root=root / "files", log=root / "none.log")
+        yield LabelStudioServer(url=os.environ["E2E_LABEL_STUDIO_URL"],
+                                token=os.environ.get("E2E_LABEL_STUDIO_TOKEN", LS_TOKEN), username=LS_USER,
+                                password=LS_PASSWORD, data_dir=data_dir, document_root=root / "files",
+                                log=root / "none.log", template_db=copy_database(data_dir, root / "template.sqlite3"))
         return
     exe = ensure_label_studio()
     data_dir, document_root = root / "data", root / "files"
@@ -58,6 +59,7 @@ def label_studio(tmp_path_factory):
     try:
         wait_until(lambda: server.api("GET", "/api/projects").status_code == 200, LS_START_TIMEOUT,
                    "Label Studio to answer /api/projects with the test token", interval=1.0, proc=proc, log=log)
+        server.template_db = copy_database(data_dir, root / "template.sqlite3")
         yield server
     finally:
         stop_process(proc)

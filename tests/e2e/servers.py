@@ -112,6 +112,7 @@ class LabelStudioServer:
     document_root: Path
     log: Path
     proc: subprocess.Popen | None = None
+    template_db: Path | None = None  # a copy of the database right after start-up (migrated, one user)
 
     def client(self):
         from ls_acestep.media import make_client
@@ -122,6 +123,19 @@ class LabelStudioServer:
         """A raw API call with the token (for endpoints the SDK does not wrap the way a test needs)."""
         headers = kwargs.pop("headers", {}) | {"Authorization": f"Token {self.token}"}
         return requests.request(method, self.url + path, headers=headers, timeout=60, **kwargs)
+
+
+def copy_database(data_dir: Path, target: Path) -> Path:
+    """A consistent copy of a running Label Studio's SQLite database (SQLite's online backup)."""
+    import sqlite3
+
+    src = sqlite3.connect(data_dir / "label_studio.sqlite3")
+    dst = sqlite3.connect(target)
+    with dst:
+        src.backup(dst)
+    src.close()
+    dst.close()
+    return target
 
 
 @dataclass

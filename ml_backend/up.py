@@ -1,0 +1,313 @@
+"""``ls-acestep up``: the whole thing on one machine without Docker. Starts Label Studio (installed into its own
+virtual environment when missing), the backend under gunicorn with its pre-labeling worker, creates a project with
+the shipped label config (reused on later runs), connects the backend, and prints the URL and the login. Ctrl-C
+stops everything it started. Everything lives in one data folder, so a second run continues where the first
+stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import signal
+import string
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import click
+
+PROJECT_TITLE = "Songs (ls-acestep)"
+BACKEND_TITLE = "ls-acestep"
+USERNAME = "admin@localhost"
+STATE_FILE = "up.json"
+LS_REQUIREMENT = "label-studio==1.23.*"
+LS_START_TIMEOUT = 600.0  # seconds; the first start creates the database (about a minute, more on a busy machine)
+BACKEND_START_TIMEOUT = 1800.0  # the backend answers once its model is loaded (a 7B download takes a while)
+
+
+class UpError(click.ClickException):
+    """Something ``up`` cannot do; the message says what to do instead."""
+
+
+@dataclass
+class UpState:
+    """What a later run reuses: the login, the API token and the project id (in DATA_DIR/up.json, mode 600)."""
+
+    username: str
+    password: str
+    token: str
+    project_id: int | None = None
+
+
+def load_state(path: Path) -> UpState:
+    """The saved state, or fresh credentials on a first run."""
+    if path.is_file():
+        try:
+            return UpState(**json.loads(path.read_text()))
+        except (ValueError, TypeError) as exc:
+            raise UpError(f"{path} is damaged ({exc}); delete it to start with a new login (the Label Studio "
+                          "data stays)") from None
+    # letters and digits only: a password starting with "-" would read as an option on label-studio's command line
+    password = "".join(secrets.choice(string.ascii_letters + string.digits) for _ in range(16))
+    return UpState(username=USERNAME, password=password, token=secrets.token_hex(20))
+
+
+def save_state(path: Path, state: UpState) -> None:
+    """Write the state atomically, readable by the owner only (it holds the password and the token)."""
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        json.dump(asdict(state), f, indent=2)
+    os.replace(tmp, path)
+
+
+def choose_engine(requested: str) -> tuple[str, str]:
+    """(engine, why): ``requested`` unless it is "auto"; then ENGINE from the environment when set, else
+    transformers when torch sees a GPU and dsp otherwise."""
+    if requested != "auto":
+        return requested, "chosen with --engine"
+    if os.environ.get("ENGINE", "").strip():
+        return os.environ["ENGINE"].strip().lower(), "from ENGINE in the environment"
+    try:
+        import torch
+
+        gpu = torch.cuda.is_available()
+    except Exception:  # no torch, or a broken CUDA install: the DSP engine still works
+        gpu = False
+    if gpu:
+        return "transformers", "a GPU is present"
+    return "dsp", "no GPU found: tempo, key and sections only, no language model (--engine to change)"
+
+
+def find_label_studio(venv: Path) -> Path | None:
+    """The label-studio executable: in ``venv``, else on PATH; None when neither has it."""
+    exe = venv / "bin" / "label-studio"
+    if exe.exists():
+        return exe
+    found = shutil.which("label-studio")
+    return Path(found) if found else None
+
+
+def install_label_studio(venv: Path, say) -> Path:
+    """Install Label Studio 1.23 into its own virtual environment (its pinned dependencies clash with ours)."""
+    say(f"installing Label Studio ({LS_REQUIREMENT}) into {venv} (a few minutes, once) ...")
+    try:
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+        subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "install", "-q", "--upgrade", "pip"], check=True)
+        subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "install", "-q", LS_REQUIREMENT], check=True)
+    except (OSError, subprocess.CalledProcessError) as exc:
+        raise UpError(f"installing Label Studio into {venv} failed ({exc}); install it yourself with "
+                      f"'pip install \"{LS_REQUIREMENT}\"' in a separate environment and pass --ls-venv") from None
+    return venv / "bin" / "label-studio"
+
+
+def label_studio_env(document_root: Path) -> dict:
+    """Label Studio's environment: our backend on loopback allowed, no phoning home, local files served."""
+    env = dict(os.environ)
+    env.update(ML_BLOCK_LOCAL_IP="false", USE_DEFAULT_BANNED_SUBNETS="false", LATEST_VERSION_CHECK="false",
+               COLLECT_ANALYTICS="false", LOCAL_FILES_SERVING_ENABLED="true",
+               LOCAL_FILES_DOCUMENT_ROOT=str(document_root))
+    for name in ("VIRTUAL_ENV", "PYTHONPATH", "DJANGO_SETTINGS_MODULE"):
+        env.pop(name, None)
+    return env
+
+
+def tail(path: Path, lines: int = 30) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return ""
+
+
+@dataclass
+class Child:
+    """A server started by ``up``: its process (in its own process group) and its log file."""
+
+    name: str
+    proc: subprocess.Popen
+    log: Path
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """SIGTERM the process group, SIGKILL after ``timeout`` seconds."""
+        if not self.alive():
+            return
+        try:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(10)
+        except ProcessLookupError:
+            pass
+
+
+def _die_with_parent() -> None:
+    """In the child before exec (Linux): get SIGTERM when ``up`` dies, even by SIGKILL, so nothing is orphaned."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
+def start_child(name: str, cmd: list[str], env: dict, log: Path, cwd: Path) -> Child:
+    """Start a server in its own process group (Ctrl-C reaches ``up``, which stops the group), logging to ``log``."""
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "ab") as out:
+        out.write(f"\n=== {time.strftime('%Y-%m-%d %H:%M:%S')} {' '.join(cmd)}\n".encode())
+        proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                cwd=cwd, start_new_session=True,
+                                preexec_fn=_die_with_parent if sys.platform == "linux" else None)
+    return Child(name, proc, log)
+
+
+def wait_for(check, child: Child, timeout: float, what: str) -> None:
+    """Poll ``check()`` until true; UpError with the log's tail when the child exits or time runs out."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not child.alive():
+            raise UpError(f"{child.name} exited (status {child.proc.returncode}) while {what}; its log "
+                          f"{child.log} ends with:\n{tail(child.log)}")
+        try:
+            if check():
+                return
+        except Exception:  # not listening yet
+            pass
+        time.sleep(1.0)
+    raise UpError(f"timed out after {timeout:.0f} s while {what}; see {child.log}")
+
+
+def ensure_project(client, state: UpState) -> tuple[int, bool]:
+    """The project of an earlier run, else the one titled PROJECT_TITLE, else a new one with the shipped config.
+    Returns (id, reused)."""
+    from label_config import shipped_config
+
+    if state.project_id is not None:
+        try:
+            return client.projects.get(id=state.project_id).id, True
+        except Exception:  # deleted in the UI since: make another
+            pass
+    for project in client.projects.list():
+        if project.title == PROJECT_TITLE:
+            return project.id, True
+    return client.projects.create(title=PROJECT_TITLE, label_config=shipped_config()).id, False
+
+
+def ensure_backend_connected(client, project_id: int, backend_url: str) -> None:
+    """Connect the backend to the project (``POST /api/ml``) unless it is; an earlier connection of ours with an
+    old URL is pointed at the new one."""
+    for ml in client.ml.list(project=project_id):
+        if ml.url.rstrip("/") == backend_url:
+            return
+        if ml.title == BACKEND_TITLE:
+            client.ml.update(id=ml.id, url=backend_url)
+            return
+    client.ml.create(project=project_id, url=backend_url, title=BACKEND_TITLE, is_interactive=False)
+
+
+@click.command("up")
+@click.option("--data-dir", type=click.Path(path_type=Path, file_okay=False), default=Path("ls-acestep-data"),
+              show_default=True, help="Everything lives here: Label Studio's data, the backend's MODEL_DIR, logs, "
+                                      "the login. A second run reuses it.")
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Interface Label Studio listens on (0.0.0.0 to reach it from other machines).")
+@click.option("--port", type=int, default=8080, show_default=True, help="Label Studio's port.")
+@click.option("--backend-port", type=int, default=9090, show_default=True, help="The backend's port (loopback).")
+@click.option("--engine", type=click.Choice(["auto", "transformers", "openai", "dsp"]), default="auto",
+              show_default=True, help="auto: $ENGINE when set, else transformers with a GPU and dsp without.")
+@click.option("--ls-venv", type=click.Path(path_type=Path, file_okay=False), default=None,
+              help="Label Studio's own virtual environment [default: DATA_DIR/ls-venv, or label-studio on PATH]; "
+                   "installed there when missing.")
+def up_command(data_dir: Path, host: str, port: int, backend_port: int, engine: str, ls_venv: Path | None) -> None:
+    """Start Label Studio and the pre-annotation backend on this machine, with a project ready for songs.
+
+    Other backend settings (MODEL_ID, SEGMENTATION, ...) come from the environment as for `ls-acestep serve`.
+    Stop with Ctrl-C; run again with the same --data-dir to continue.
+    """
+    say = lambda text: click.echo(text, err=True)  # noqa: E731  progress on stderr, the summary on stdout
+    data_dir = data_dir.resolve()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    state_path = data_dir / STATE_FILE
+    state = load_state(state_path)
+    first_run = not state_path.exists()
+    save_state(state_path, state)
+    engine, why = choose_engine(engine)
+    venv = (ls_venv or data_dir / "ls-venv").resolve()
+    exe = find_label_studio(venv) or install_label_studio(venv, say)
+    ls_url, backend_url = f"http://127.0.0.1:{port}", f"http://127.0.0.1:{backend_port}"
+    files = data_dir / "files"  # LOCAL_FILES_DOCUMENT_ROOT: put songs here to import them as local files
+    files.mkdir(exist_ok=True)
+    logs = data_dir / "logs"
+
+    children: list[Child] = []
+
+    def stop_all(*_args) -> None:
+        for child in reversed(children):
+            child.stop()
+
+    def on_signal(signum, _frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, on_signal)
+    try:
+        say(f"starting Label Studio on {ls_url} ({'first start: creating the database, about a minute' if first_run else 'reusing ' + str(data_dir)}) ...")
+        ls = start_child("Label Studio", [
+            str(exe), "start", "--no-browser", "--internal-host", host, "--port", str(port),
+            "--data-dir", str(data_dir / "label-studio"), "--username", state.username, "--password",
+            state.password, "--user-token", state.token, "--enable-legacy-api-token"],
+            label_studio_env(files), logs / "label-studio.log", data_dir)
+        children.append(ls)
+
+        import requests
+
+        headers = {"Authorization": f"Token {state.token}"}
+        wait_for(lambda: requests.get(f"{ls_url}/api/projects", headers=headers, timeout=5).status_code == 200,
+                 ls, LS_START_TIMEOUT, "starting Label Studio")
+        say(f"starting the backend on {backend_url} with ENGINE={engine} ({why}) ...")
+        env = dict(os.environ, ENGINE=engine, LABEL_STUDIO_URL=ls_url, LABEL_STUDIO_API_KEY=state.token,
+                   MODEL_DIR=str(data_dir / "model_dir"), LOCAL_FILES_DOCUMENT_ROOT=str(files), PORT=str(backend_port))
+        backend = start_child("the backend", [sys.executable, "-m", "gunicorn", "-c", "python:ml_backend._wsgi",
+                                              "--bind", f"127.0.0.1:{backend_port}"], env, logs / "backend.log",
+                              data_dir)
+        children.append(backend)
+        wait_for(lambda: requests.get(f"{backend_url}/health", timeout=5).status_code == 200, backend,
+                 BACKEND_START_TIMEOUT, "starting the backend (loading the model)")
+
+        from ls_acestep.media import make_client
+
+        client = make_client(ls_url, state.token)
+        project_id, reused = ensure_project(client, state)
+        state.project_id = project_id
+        save_state(state_path, state)
+        ensure_backend_connected(client, project_id, backend_url)
+
+        click.echo(f"Label Studio: {ls_url}/  log in as {state.username} / {state.password}")
+        click.echo(f"Project:      {ls_url}/projects/{project_id}/  ({'reused' if reused else 'created'}: "
+                   f"\"{PROJECT_TITLE}\"; songs imported there are pre-annotated right away)")
+        click.echo(f"Backend:      {backend_url}/  ENGINE={engine} ({why})")
+        click.echo(f"API token:    {state.token}  (for ls-acestep preannotate / convert --ls-token)")
+        click.echo(f"Data:         {data_dir}  (logs in {logs})")
+        click.echo("Press Ctrl-C to stop.")
+        sys.stdout.flush()
+        while True:
+            for child in children:
+                if not child.alive():
+                    raise UpError(f"{child.name} stopped (status {child.proc.returncode}); its log {child.log} "
+                                  f"ends with:\n{tail(child.log)}")
+            time.sleep(1.0)
+    except KeyboardInterrupt:
+        say("stopping ...")
+        stop_all()
+        say("stopped; run the same command again to continue")
+    except BaseException:
+        stop_all()
+        raise
