@@ -1,0 +1,172 @@
+"""The labeling page in a real browser: a song pre-annotated on import (webhook, queue, worker) opens in Label
+Studio's editor with its waveform, the predicted regions and a region's text; a screenshot is saved.
+
+The texts come from ENGINE=openai talking to a stand-in for a vLLM server (vLLM cannot run here; the tiny offline
+model's random weights write no readable text). The stand-in answers the way vLLM does and records the requests,
+which are checked. Everything else is real: Label Studio, gunicorn, the queue, headless Chromium (Debian's, driven
+by Playwright; no browser is downloaded).
+
+The screenshot goes to build/e2e/labeling-page.png; with LS_ACESTEP_UPDATE_SCREENSHOTS=1 it also replaces the one
+the README shows, docs/screenshots/labeling-page.png."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from .servers import REPO, connect_backend, create_project, task_predictions, upload_files, wait_until
+
+pytestmark = [pytest.mark.labelstudio, pytest.mark.browser]
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run"]
+SCREENSHOT = REPO / "build" / "e2e" / "labeling-page.png"
+README_SCREENSHOT = REPO / "docs" / "screenshots" / "labeling-page.png"
+MODEL_ID = "Qwen/Qwen2-Audio-7B-Instruct"
+
+WINDOWS = [  # what the stand-in "hears", one answer per window in turn
+    ("Intro", "Soft piano chords and a light kick drum open the song; the groove is relaxed.",
+     ["pop"], ["felt piano", "kick drum"]),
+    ("Verse", "A brighter strummed guitar joins the piano and the drums settle into a steady four-on-the-floor.",
+     ["pop", "indie pop"], ["acoustic guitar", "piano", "drum kit"]),
+    ("Outro", "The opening piano figure returns alone and the song winds down.", ["pop"], ["felt piano"]),
+]
+CAPTION = "Bright instrumental pop in G major at 120 BPM: felt piano, strummed acoustic guitar and a steady kick."
+
+
+class VLLMStandIn:
+    """An OpenAI-compatible chat-completions endpoint answering like vLLM serving Qwen2-Audio: a JSON description
+    for a request with audio, a caption for a text-only one. Records the request bodies."""
+
+    def __init__(self) -> None:
+        self.bodies: list[dict] = []
+        self.lock = threading.Lock()
+        stand_in = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):  # noqa: N802 (http.server's naming)
+                body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))))
+                with stand_in.lock:
+                    stand_in.bodies.append(body)
+                    n = sum(1 for b in stand_in.bodies if has_audio(b))
+                text = CAPTION
+                if has_audio(body):
+                    label, summary, genres, instruments = WINDOWS[(n - 1) % len(WINDOWS)]
+                    text = json.dumps({"section_label": label, "summary": summary, "genre": genres,
+                                       "instruments": instruments, "effects": [], "vocal_characteristics": [],
+                                       "mix_notes": [], "vocal_language": "none", "notable_moments": []})
+                data = json.dumps({"id": f"chatcmpl-{n}", "object": "chat.completion", "model": body.get("model"),
+                                   "choices": [{"index": 0, "finish_reason": "stop",
+                                                "message": {"role": "assistant", "content": text}}],
+                                   "usage": {"prompt_tokens": 100, "completion_tokens": 50,
+                                             "total_tokens": 150}}).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, *args):
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def has_audio(body: dict) -> bool:
+    """True when a chat request carries an audio part (``input_audio`` or ``audio_url``)."""
+    for message in body.get("messages", []):
+        content = message.get("content")
+        if isinstance(content, list) and any(p.get("type") in ("input_audio", "audio_url") for p in content):
+            return True
+    return False
+
+
+@pytest.fixture(scope="module")
+def prelabeled_task(label_studio, start_backend, song_files):
+    """(project id, task id, prediction, stand-in): one song imported into a project with the openai-engine
+    backend connected, pre-annotated by the worker."""
+    stand_in = VLLMStandIn()
+    backend = start_backend("openai", ENGINE="openai", OPENAI_BASE_URL=stand_in.url, MODEL_ID=MODEL_ID,
+                            MAX_RETRIES="0", REQUEST_TIMEOUT="30",
+                            MAX_CONCURRENCY="1")  # windows in time order, so the answers follow the song
+    project_id = create_project(label_studio, "labeling page")
+    connect_backend(label_studio, project_id, backend)
+    (task_id,) = upload_files(label_studio, project_id, [song_files[".wav"]])
+    wait_until(lambda: task_predictions(label_studio, task_id), 120, "the song to be pre-annotated on import")
+    yield project_id, task_id, task_predictions(label_studio, task_id)[0], stand_in
+    backend.stop()
+    stand_in.close()
+
+
+def test_the_engine_sent_each_window_as_audio_and_the_texts_came_back(prelabeled_task):
+    _, _, prediction, stand_in = prelabeled_task
+    windows = [b for b in stand_in.bodies if has_audio(b)]
+    assert windows and all(b["model"] == MODEL_ID for b in stand_in.bodies)
+    for body in windows:
+        parts = body["messages"][-1]["content"]
+        audio = next(p for p in parts if p["type"] in ("input_audio", "audio_url"))
+        data = audio["input_audio"]["data"] if audio["type"] == "input_audio" else audio["audio_url"]["url"]
+        assert len(data) > 1000  # a base64 WAV of the window
+        assert any(p["type"] == "text" and '"section_label"' in p["text"] for p in parts)
+    notes = [i["value"]["text"][0] for i in prediction.result if i["from_name"] == "segment_notes"]
+    assert notes and all(any(w[1] in text for w in WINDOWS) for text in notes)
+
+
+def test_labeling_page_shows_waveform_regions_and_region_text(label_studio, prelabeled_task):
+    if not CHROMIUM.exists():
+        pytest.skip(f"{CHROMIUM} is missing (apt-get install chromium); the browser check needs Debian's Chromium")
+    from playwright.sync_api import sync_playwright
+
+    project_id, task_id, prediction, _ = prelabeled_task
+    labels = [i["value"]["labels"][0] for i in sorted(
+        (i for i in prediction.result if i["from_name"] == "section"), key=lambda i: i["value"]["start"])]
+    first_note = next(i["value"]["text"][0] for i in sorted(
+        (i for i in prediction.result if i["from_name"] == "segment_notes"), key=lambda i: i["value"]["start"]))
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.goto(f"{label_studio.url}/user/login/")
+            page.fill("input[name=email]", label_studio.username)
+            page.fill("input[name=password]", label_studio.password)
+            page.locator("button[type=submit]").first.click()
+            page.wait_for_url(lambda url: "/user/login" not in url, timeout=60_000)
+
+            page.goto(f"{label_studio.url}/projects/{project_id}/data?task={task_id}")
+            waveform = page.locator("canvas").first  # the audio editor draws the waveform and regions on a canvas
+            waveform.wait_for(state="visible", timeout=90_000)
+            box = waveform.bounding_box()
+            assert box["width"] > 300 and box["height"] > 50
+            regions = page.locator(".lsf-outliner-item, [class*='outliner-item']")
+            wait_until(lambda: regions.count() >= len(labels), 60, "the predicted regions in the Regions panel")
+            listed = [regions.nth(i).inner_text() for i in range(regions.count())]
+            for label in labels:
+                assert any(label in text for text in listed), (label, listed)
+            caption = next(i["value"]["text"][0] for i in prediction.result if i["from_name"] == "caption")
+            assert page.get_by_text(caption[:40]).count() >= 1
+
+            regions.first.click()  # select the first region: its per-region text box appears
+            page.get_by_text(first_note[:40]).first.wait_for(state="visible", timeout=30_000)
+            SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
+            page.screenshot(path=str(SCREENSHOT))
+        finally:
+            browser.close()
+    assert SCREENSHOT.stat().st_size > 20_000
+    if os.environ.get("LS_ACESTEP_UPDATE_SCREENSHOTS") == "1":
+        README_SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(SCREENSHOT, README_SCREENSHOT)
