@@ -270,16 +270,16 @@ class Run:
                     handle.write(line)
             tmp.replace(out / writer.MANIFEST)
             writer.write_json_with_lists(out / writer.INDEX, {"generated_at": stamp, "export": str(self.o.export),
-                                                              "counts": counts}, {"records": self.manifest.rows()})
+                                                              "counts": counts}, {"records": self.manifest.lines()})
             metadata = {"name": out.resolve().name, "created_at": stamp, "num_samples": self.samples.count,
                         "custom_tag": "", "tag_position": "prepend",
                         "all_instrumental": self.samples.count > 0 and not self.any_vocals, "genre_ratio": 0}
             writer.write_json_with_lists(out / writer.ACESTEP_DATASET, {"metadata": metadata},
-                                         {"samples": self.samples.rows()})
+                                         {"samples": self.samples.lines()})
             report = {"generated_at": stamp, "export": str(self.o.export), "out": str(out), "counts": counts,
                       "exit_code": self.summary.exit_code}
             writer.write_json_with_lists(out / writer.REPORT, report,
-                                         {"problems": self.problems.rows(), "warnings": self.warnings.rows()})
+                                         {"problems": self.problems.lines(), "warnings": self.warnings.lines()})
         finally:
             for spool in (self.manifest, self.samples, self.problems, self.warnings):
                 spool.discard()

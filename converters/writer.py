@@ -323,7 +323,7 @@ def _same_file_content(a: Path, b: Path) -> bool:
 # --- spooled lists ---------------------------------------------------------------------------------------------
 
 class Spool:
-    """A list of JSON rows kept on disk while a run goes on (memory stays flat), read back once at the end."""
+    """A list of JSON rows kept on disk while a run goes on (memory stays flat), read back as lines at the end."""
 
     def __init__(self, folder: Path, name: str):
         folder.mkdir(parents=True, exist_ok=True)
@@ -335,12 +335,6 @@ class Spool:
     def add(self, row: dict) -> None:
         self._out.write(_compact(row) + "\n")
         self.count += 1
-
-    def rows(self):
-        self._out.flush()
-        with open(self.path, encoding="utf-8") as handle:
-            for line in handle:
-                yield json.loads(line)
 
     def lines(self):
         self._out.flush()
@@ -363,8 +357,9 @@ def write_json_with_lists(path: Path, head: dict, lists: dict) -> None:
             for number, (key, rows) in enumerate(lists.items()):
                 out.write(("," if head or number else "") + f"\n  {json.dumps(key)}: [")
                 n = 0
-                for n, row in enumerate(rows, 1):
-                    out.write(("," if n > 1 else "") + "\n    " + _compact(row))
+                for n, row in enumerate(rows, 1):  # a row is a dict, or already one line of compact JSON
+                    text = row.rstrip("\n") if isinstance(row, str) else _compact(row)
+                    out.write(("," if n > 1 else "") + "\n    " + text)
                 out.write("\n  ]" if n else "]")
             out.write("\n}\n")
         os.replace(tmp, path)
