@@ -20,7 +20,8 @@ from label_config.vocabulary import KEYSCALES, SECTION_LABELS, normalize_bpm
 ANALYSIS_SR = 11025  # Hz: enough for onsets, chroma and timbre; a quarter of the work of 44.1 kHz
 HOP = 256  # samples per onset/timbre frame at ANALYSIS_SR (23 ms)
 CHROMA_FFT = 4096  # samples: 2.7 Hz bins resolve semitones down to the bass register
-CHROMA_HOP = 1024  # samples per chroma frame (93 ms)
+CHROMA_HOP = 1024  # samples per chroma frame (93 ms), a multiple of HOP
+FEATURE_CHUNK_FRAMES = 4096  # HOP frames per feature chunk (95 s), a multiple of CHROMA_HOP // HOP
 SILENCE_DB = -60.0  # dBFS: RMS below this is silence
 KEY_SURE_SECONDS = 15.0  # key confidence is scaled down for clips shorter than this
 MIN_TEMPO_BEATS = 8  # fewer beats than this give no tempo (a one-second clip has no meaningful bpm)
@@ -127,20 +128,50 @@ def _is_silent(y: np.ndarray) -> bool:
     return len(y) < ANALYSIS_SR // 4 or _db(_rms(y)) < SILENCE_DB
 
 
-def _features(y: np.ndarray) -> _Features:
-    """Onset strength, MFCC and RMS from a 1024-sample STFT; chroma from a CHROMA_FFT STFT."""
+def _power_frames(y: np.ndarray, n_fft: int, hop: int, k0: int, k1: int) -> np.ndarray:
+    """Power spectrogram frames k0..k1-1 of `y`, frame k centred on sample k * hop (zeros beyond the ends), the
+    same frames a centred librosa.stft of the whole signal gives, computed from a slice."""
     import librosa
 
-    sr = ANALYSIS_SR
-    spec = np.abs(librosa.stft(y, n_fft=1024, hop_length=HOP)) ** 2
-    mel = librosa.feature.melspectrogram(S=spec, sr=sr, n_mels=64, fmax=sr / 2)
-    mel_db = librosa.power_to_db(mel, ref=np.max)
-    onset = librosa.onset.onset_strength(S=mel_db, sr=sr, hop_length=HOP)
-    mfcc = librosa.feature.mfcc(S=mel_db, n_mfcc=13)
-    rms_db = _db(np.sqrt(spec.sum(axis=0) * 2 / 1024 ** 2 / 0.375))  # Hann window energy correction
-    cspec = np.abs(librosa.stft(y, n_fft=CHROMA_FFT, hop_length=CHROMA_HOP)) ** 2
-    chroma = librosa.feature.chroma_stft(S=cspec, sr=sr, n_fft=CHROMA_FFT, tuning=0.0)
-    return _Features(onset=onset, mfcc=mfcc, rms_db=rms_db, chroma=chroma)
+    lo, hi = k0 * hop - n_fft // 2, (k1 - 1) * hop + n_fft // 2 + 1
+    seg = y[max(lo, 0): min(hi, len(y))]
+    if lo < 0 or hi > len(y):
+        seg = np.pad(seg, (max(0, -lo), max(0, hi - len(y))))
+    power = np.abs(librosa.stft(seg, n_fft=n_fft, hop_length=hop, center=False))
+    power **= 2
+    return power
+
+
+def _features(y: np.ndarray) -> _Features:
+    """Onset strength, MFCC and RMS from a 1024-sample STFT; chroma from a CHROMA_FFT STFT. Computed in chunks
+    of FEATURE_CHUNK_FRAMES so an hour-long file never holds an hour of spectrogram; every feature is per
+    frame (levels against a fixed full-scale reference, not the song's maximum), so chunks join seamlessly."""
+    import librosa
+
+    sr, n_fft = ANALYSIS_SR, 1024
+    n = 1 + len(y) // HOP  # frames of a centred STFT
+    per_chroma = CHROMA_HOP // HOP
+    mel_basis = librosa.filters.mel(sr=sr, n_fft=n_fft, n_mels=64, fmax=sr / 2)
+    full_scale = (n_fft / 4) ** 2  # power of a full-scale sine's peak bin under a Hann window
+    onset, mfcc, rms_db, chroma = [], [], [], []
+    previous = None  # the last mel frame of the previous chunk, for the onset difference
+    for k0 in range(0, n, FEATURE_CHUNK_FRAMES):
+        k1 = min(n, k0 + FEATURE_CHUNK_FRAMES)
+        spec = _power_frames(y, n_fft, HOP, k0, k1)
+        mel_db = librosa.power_to_db(mel_basis @ spec, ref=full_scale, amin=full_scale * 1e-8, top_db=None)
+        # onset strength: mean positive change of the log-mel bands from one frame to the next
+        with_prev = mel_db if previous is None else np.concatenate([previous, mel_db], axis=1)
+        rise = np.maximum(np.diff(with_prev, axis=1), 0.0).mean(axis=0)
+        onset.append(np.concatenate([[0.0], rise]) if previous is None else rise)
+        previous = mel_db[:, -1:]
+        mfcc.append(librosa.feature.mfcc(S=mel_db, n_mfcc=13))
+        rms_db.append(_db(np.sqrt(spec.sum(axis=0) * 2 / n_fft ** 2 / 0.375)))  # Hann window energy correction
+        j0, j1 = -(-k0 // per_chroma), -(-k1 // per_chroma)  # chroma frames centred inside this chunk
+        if j1 > j0:
+            cspec = _power_frames(y, CHROMA_FFT, CHROMA_HOP, j0, j1)
+            chroma.append(librosa.feature.chroma_stft(S=cspec, sr=sr, n_fft=CHROMA_FFT, tuning=0.0))
+    return _Features(onset=np.concatenate(onset).astype(np.float32), mfcc=np.concatenate(mfcc, axis=1),
+                     rms_db=np.concatenate(rms_db), chroma=np.concatenate(chroma, axis=1))
 
 
 def _beats(onset: np.ndarray) -> tuple[float | None, np.ndarray]:
@@ -149,7 +180,8 @@ def _beats(onset: np.ndarray) -> tuple[float | None, np.ndarray]:
     import librosa
 
     # librosa's own trim=True drops whole loud sections at the end on some songs; trim by onset activity instead
-    _, frames = librosa.beat.beat_track(onset_envelope=onset, sr=ANALYSIS_SR, hop_length=HOP, trim=False)
+    _, frames = librosa.beat.beat_track(onset_envelope=onset, sr=ANALYSIS_SR, hop_length=HOP, trim=False,
+                                        bpm=_tempo(onset))
     frames = _trim_beats(np.asarray(frames), onset)
     times = librosa.frames_to_time(frames, sr=ANALYSIS_SR, hop_length=HOP)
     if len(times) < MIN_TEMPO_BEATS:
@@ -159,6 +191,25 @@ def _beats(onset: np.ndarray) -> tuple[float | None, np.ndarray]:
     if bpm is None or normalize_bpm(bpm) is None:
         return None, times
     return round(bpm, 1), times
+
+
+def _tempo(onset: np.ndarray) -> float:
+    """librosa's global tempo estimate (autocorrelation tempogram averaged over the song, log-normal prior
+    around 120 bpm), with the tempogram averaged chunk by chunk: the whole tempogram of an hour would take
+    gigabytes."""
+    import librosa
+
+    win = 384  # librosa's default tempogram window, in frames
+    total, count = np.zeros(win), 0
+    step = 16 * win
+    for k0 in range(0, len(onset), step):
+        chunk = onset[max(0, k0 - win // 2): k0 + step + win // 2]
+        tg = librosa.feature.tempogram(onset_envelope=chunk, sr=ANALYSIS_SR, hop_length=HOP, win_length=win)
+        inner = tg[:, min(k0, win // 2): min(k0, win // 2) + min(step, len(onset) - k0)]
+        total += inner.sum(axis=1)
+        count += inner.shape[1]
+    mean_tg = (total / max(count, 1))[:, None]
+    return float(librosa.feature.tempo(tg=mean_tg, sr=ANALYSIS_SR, hop_length=HOP)[0])
 
 
 def _trim_beats(frames: np.ndarray, onset: np.ndarray) -> np.ndarray:
@@ -369,7 +420,8 @@ def _carve_silence(sections: list[Section], rms_db: np.ndarray, duration: float)
     for s in sections:
         pieces = [(s.start, s.end)]
         for lo, hi in runs:
-            pieces = [p for a, b in pieces for p in ((a, min(b, lo)), (max(a, hi), b))]
+            if lo < s.end and hi > s.start:  # split only the pieces this silence overlaps
+                pieces = [p for a, b in pieces for p in ((a, min(b, lo)), (max(a, hi), b)) if p[1] > p[0]]
         out += [Section(a, b, s.letter, s.label, s.loudness) for a, b in pieces if b - a >= 0.5]
     out += [Section(lo, hi, "", "Silence", SILENCE_DB) for lo, hi in runs]
     out.sort(key=lambda x: x.start)

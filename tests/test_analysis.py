@@ -44,6 +44,22 @@ def test_input_sample_rate_does_not_change_the_facts(song_files, song):
     assert [round(s.start) for s in at_44k.sections] == [round(s.start) for s in at_16k.sections]
 
 
+def test_features_computed_in_chunks_equal_one_pass(song, monkeypatch):
+    """Long files are analysed chunk by chunk; the chunk size must not change any feature."""
+    from ml_backend import analysis
+
+    from ml_backend.audio import resample
+
+    y = resample(song, SR, analysis.ANALYSIS_SR)
+    whole = analysis._features(y)
+    monkeypatch.setattr(analysis, "FEATURE_CHUNK_FRAMES", 128)  # 3 s chunks: many seams
+    chunked = analysis._features(y)
+    for name in ("onset", "mfcc", "rms_db", "chroma"):
+        a, b = getattr(whole, name), getattr(chunked, name)
+        assert a.shape == b.shape, name
+        np.testing.assert_allclose(a, b, atol=1e-3, rtol=1e-3, err_msg=name)
+
+
 def test_all_silent_audio_is_one_silence_section():
     a = analyze(np.zeros(10 * SR, dtype=np.float32), SR)
     assert a.duration == 10.0 and a.bpm is None and a.keyscale is None and a.beats == []
