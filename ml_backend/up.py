@@ -214,6 +214,96 @@ def ensure_backend_connected(client, project_id: int, backend_url: str) -> None:
     client.ml.create(project=project_id, url=backend_url, title=BACKEND_TITLE, is_interactive=False)
 
 
+@dataclass
+class Layout:
+    """Where ``up`` keeps things inside its data folder."""
+
+    root: Path
+
+    def __post_init__(self) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.files.mkdir(exist_ok=True)
+
+    @property
+    def state(self) -> Path:
+        return self.root / STATE_FILE
+
+    @property
+    def label_studio(self) -> Path:
+        return self.root / "label-studio"  # Label Studio's --data-dir
+
+    @property
+    def model_dir(self) -> Path:
+        return self.root / "model_dir"  # the backend's MODEL_DIR (prediction cache, queue, downloads)
+
+    @property
+    def files(self) -> Path:
+        return self.root / "files"  # LOCAL_FILES_DOCUMENT_ROOT: songs here can be imported as local files
+
+    @property
+    def logs(self) -> Path:
+        return self.root / "logs"
+
+
+def start_label_studio(exe: Path, layout: Layout, state: UpState, host: str, port: int) -> Child:
+    """Start Label Studio with the saved login and a legacy API token, and wait until its API answers."""
+    import requests
+
+    child = start_child("Label Studio", [
+        str(exe), "start", "--no-browser", "--internal-host", host, "--port", str(port),
+        "--data-dir", str(layout.label_studio), "--username", state.username, "--password", state.password,
+        "--user-token", state.token, "--enable-legacy-api-token"],
+        label_studio_env(layout.files), layout.logs / "label-studio.log", layout.root)
+    url, headers = f"http://127.0.0.1:{port}/api/projects", {"Authorization": f"Token {state.token}"}
+    wait_for(lambda: requests.get(url, headers=headers, timeout=5).status_code == 200, child, LS_START_TIMEOUT,
+             "starting Label Studio")
+    return child
+
+
+def start_backend(layout: Layout, state: UpState, engine: str, ls_url: str, port: int) -> Child:
+    """Start the backend under gunicorn (its worker threads post predictions to ``ls_url``) and wait for
+    ``/health``, which answers once the model is loaded."""
+    import requests
+
+    env = dict(os.environ, ENGINE=engine, LABEL_STUDIO_URL=ls_url, LABEL_STUDIO_API_KEY=state.token,
+               MODEL_DIR=str(layout.model_dir), LOCAL_FILES_DOCUMENT_ROOT=str(layout.files), PORT=str(port))
+    child = start_child("the backend", [sys.executable, "-m", "gunicorn", "-c", "python:ml_backend._wsgi",
+                                        "--bind", f"127.0.0.1:{port}"], env, layout.logs / "backend.log", layout.root)
+    wait_for(lambda: requests.get(f"http://127.0.0.1:{port}/health", timeout=5).status_code == 200, child,
+             BACKEND_START_TIMEOUT, "starting the backend (loading the model)")
+    return child
+
+
+def summary_lines(layout: Layout, state: UpState, ls_url: str, backend_url: str, engine: str, why: str,
+                  reused: bool) -> list[str]:
+    """What ``up`` prints once everything runs: where to go, how to log in, what runs."""
+    return [
+        f"Label Studio: {ls_url}/  log in as {state.username} / {state.password}",
+        f"Project:      {ls_url}/projects/{state.project_id}/  ({'reused' if reused else 'created'}: "
+        f"\"{PROJECT_TITLE}\"; songs imported there are pre-annotated right away)",
+        f"Backend:      {backend_url}/  ENGINE={engine} ({why})",
+        f"API token:    {state.token}  (for ls-acestep preannotate / convert --ls-token)",
+        f"Data:         {layout.root}  (logs in {layout.logs})",
+        "Press Ctrl-C to stop.",
+    ]
+
+
+def watch(children: list[Child]) -> None:
+    """Block until one of the children stops (an UpError naming it) or Ctrl-C (KeyboardInterrupt)."""
+    while True:
+        for child in children:
+            if not child.alive():
+                raise UpError(f"{child.name} stopped (status {child.proc.returncode}); its log {child.log} ends "
+                              f"with:\n{tail(child.log)}")
+        time.sleep(1.0)
+
+
+def stop_all(children: list[Child]) -> None:
+    """Stop the children, the last started first."""
+    for child in reversed(children):
+        child.stop()
+
+
 @click.command("up")
 @click.option("--data-dir", type=click.Path(path_type=Path, file_okay=False), default=Path("ls-acestep-data"),
               show_default=True, help="Everything lives here: Label Studio's data, the backend's MODEL_DIR, logs, "
@@ -234,80 +324,43 @@ def up_command(data_dir: Path, host: str, port: int, backend_port: int, engine: 
     Stop with Ctrl-C; run again with the same --data-dir to continue.
     """
     say = lambda text: click.echo(text, err=True)  # noqa: E731  progress on stderr, the summary on stdout
-    data_dir = data_dir.resolve()
-    data_dir.mkdir(parents=True, exist_ok=True)
-    state_path = data_dir / STATE_FILE
-    state = load_state(state_path)
-    first_run = not state_path.exists()
-    save_state(state_path, state)
+    layout = Layout(data_dir.resolve())
+    state = load_state(layout.state)
+    first_run = not layout.state.exists()
+    save_state(layout.state, state)
     engine, why = choose_engine(engine)
-    venv = (ls_venv or data_dir / "ls-venv").resolve()
+    venv = (ls_venv or layout.root / "ls-venv").resolve()
     exe = find_label_studio(venv) or install_label_studio(venv, say)
     ls_url, backend_url = f"http://127.0.0.1:{port}", f"http://127.0.0.1:{backend_port}"
-    files = data_dir / "files"  # LOCAL_FILES_DOCUMENT_ROOT: put songs here to import them as local files
-    files.mkdir(exist_ok=True)
-    logs = data_dir / "logs"
 
     children: list[Child] = []
 
-    def stop_all(*_args) -> None:
-        for child in reversed(children):
-            child.stop()
+    def on_sigterm(_signum, _frame):
+        raise KeyboardInterrupt  # stop as on Ctrl-C
 
-    def on_signal(signum, _frame):
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGTERM, on_sigterm)
     try:
-        say(f"starting Label Studio on {ls_url} ({'first start: creating the database, about a minute' if first_run else 'reusing ' + str(data_dir)}) ...")
-        ls = start_child("Label Studio", [
-            str(exe), "start", "--no-browser", "--internal-host", host, "--port", str(port),
-            "--data-dir", str(data_dir / "label-studio"), "--username", state.username, "--password",
-            state.password, "--user-token", state.token, "--enable-legacy-api-token"],
-            label_studio_env(files), logs / "label-studio.log", data_dir)
-        children.append(ls)
-
-        import requests
-
-        headers = {"Authorization": f"Token {state.token}"}
-        wait_for(lambda: requests.get(f"{ls_url}/api/projects", headers=headers, timeout=5).status_code == 200,
-                 ls, LS_START_TIMEOUT, "starting Label Studio")
+        how = "first start: creating the database, about a minute" if first_run else f"reusing {layout.root}"
+        say(f"starting Label Studio on {ls_url} ({how}) ...")
+        children.append(start_label_studio(exe, layout, state, host, port))
         say(f"starting the backend on {backend_url} with ENGINE={engine} ({why}) ...")
-        env = dict(os.environ, ENGINE=engine, LABEL_STUDIO_URL=ls_url, LABEL_STUDIO_API_KEY=state.token,
-                   MODEL_DIR=str(data_dir / "model_dir"), LOCAL_FILES_DOCUMENT_ROOT=str(files), PORT=str(backend_port))
-        backend = start_child("the backend", [sys.executable, "-m", "gunicorn", "-c", "python:ml_backend._wsgi",
-                                              "--bind", f"127.0.0.1:{backend_port}"], env, logs / "backend.log",
-                              data_dir)
-        children.append(backend)
-        wait_for(lambda: requests.get(f"{backend_url}/health", timeout=5).status_code == 200, backend,
-                 BACKEND_START_TIMEOUT, "starting the backend (loading the model)")
+        children.append(start_backend(layout, state, engine, ls_url, backend_port))
 
         from ls_acestep.media import make_client
 
         client = make_client(ls_url, state.token)
         project_id, reused = ensure_project(client, state)
         state.project_id = project_id
-        save_state(state_path, state)
+        save_state(layout.state, state)
         ensure_backend_connected(client, project_id, backend_url)
-
-        click.echo(f"Label Studio: {ls_url}/  log in as {state.username} / {state.password}")
-        click.echo(f"Project:      {ls_url}/projects/{project_id}/  ({'reused' if reused else 'created'}: "
-                   f"\"{PROJECT_TITLE}\"; songs imported there are pre-annotated right away)")
-        click.echo(f"Backend:      {backend_url}/  ENGINE={engine} ({why})")
-        click.echo(f"API token:    {state.token}  (for ls-acestep preannotate / convert --ls-token)")
-        click.echo(f"Data:         {data_dir}  (logs in {logs})")
-        click.echo("Press Ctrl-C to stop.")
+        for line in summary_lines(layout, state, ls_url, backend_url, engine, why, reused):
+            click.echo(line)
         sys.stdout.flush()
-        while True:
-            for child in children:
-                if not child.alive():
-                    raise UpError(f"{child.name} stopped (status {child.proc.returncode}); its log {child.log} "
-                                  f"ends with:\n{tail(child.log)}")
-            time.sleep(1.0)
+        watch(children)
     except KeyboardInterrupt:
         say("stopping ...")
-        stop_all()
+        stop_all(children)
         say("stopped; run the same command again to continue")
     except BaseException:
-        stop_all()
+        stop_all(children)
         raise

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from .servers import (LOGS, LS_PASSWORD, LS_START_TIMEOUT, LS_TOKEN, LS_USER, Backend, LabelStudioServer,
-                      backend_env, copy_database, ensure_label_studio, free_port, label_studio_env, log_tail, stop_process,
-                      wait_until)
+                      backend_env, copy_database, ensure_label_studio, free_port, label_studio_env, log_tail,
+                      stop_process, wait_until)
 
 
 @pytest.hookimpl(hookwrapper=True)
