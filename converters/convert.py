@@ -12,7 +12,7 @@ import json
 import os
 import sys
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from label_config.sidecar import INSTRUMENTAL_LYRICS, lyrics_file_text, to_sidecar
@@ -82,9 +82,9 @@ class Run:
             say(f"warning: {warning}")
         self.stems = writer.StemBook({t: e.stem for t, e in self.state.tasks.items()})
         self.client = None
-        source = options.source
-        if source.cache_dir is None:
-            source.cache_dir = self.out / writer.STATE_DIR / "cache"
+        if options.source.cache_dir is None:  # downloads are kept in DIR so that a re-run reuses them
+            cache = self.out / writer.STATE_DIR / "cache"
+            self.o = replace(options, source=replace(options.source, cache_dir=cache))
         self.started = False
         # An empty (or missing) dataset folder needs no per-file look-ups: stems are distinct within a run.
         self.fresh = not self.state.tasks and not (self.dataset.is_dir() and any(os.scandir(self.dataset)))
@@ -122,8 +122,8 @@ class Run:
             self._problem(tid, "failed", f"malformed task: {exc}", label)
         except (MediaError, writer.AudioReadError) as exc:
             self._problem(tid, "failed", str(exc), label)
-        except OSError as exc:
-            self._problem(tid, "failed", f"cannot write its files: {exc}", label)
+        except OSError as exc:  # reading the source audio or writing into DIR
+            self._problem(tid, "failed", f"file error: {exc}", label)
         except _DryDownload:
             raise
         except Exception as exc:  # one odd task must not end the run: report it and go on
