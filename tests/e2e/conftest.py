@@ -88,9 +88,11 @@ def start_backend(label_studio, tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def dsp_backend(start_backend):
-    """ENGINE=dsp: analysis only, no language model; quick. Failing tasks are retried once, 5 s apart."""
-    return start_backend("dsp", ENGINE="dsp", MAX_ATTEMPTS="2")
+def dsp_backend(start_backend, request):
+    """ENGINE=dsp: analysis only, no language model; quick. Failing tasks are retried once, 5 s apart. Its queue
+    is in a real redis-server when one is installed (the restart test covers the SQLite queue)."""
+    extra = {"QUEUE_URL": request.getfixturevalue("redis_url")} if shutil.which("redis-server") else {}
+    return start_backend("dsp", ENGINE="dsp", MAX_ATTEMPTS="2", **extra)
 
 
 @pytest.fixture(scope="session")

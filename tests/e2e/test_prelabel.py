@@ -1,7 +1,7 @@
 """Pre-labeling on import against a real Label Studio: importing songs into a project with the backend connected
 makes Label Studio send TASKS_CREATED to /webhook; the backend queues the tasks and its worker posts predictions,
-with nobody opening a task. Broken files are retried and then reported; replays add no duplicates; queued work
-survives a backend restart."""
+with nobody opening a task. Broken files are retried and then reported; replays add no duplicates (these run on the
+Redis queue when redis-server is installed); queued work survives a backend restart (the SQLite queue)."""
 
 from __future__ import annotations
 
@@ -57,6 +57,8 @@ def test_import_prelabels_retries_and_reports_failures(label_studio, dsp_backend
     wait_until(lambda: dsp_backend.health()["queue_length"] == 0, 60, "the replayed jobs to be worked off")
     assert [len(task_predictions(label_studio, t)) for t in good] == [1, 1]
     assert dsp_backend.health()["queue"]["done"] >= 4
+    if "QUEUE_URL" in dsp_backend.env:  # the jobs went through Redis, not a SQLite file
+        assert not (dsp_backend.model_dir / "prelabel_queue.sqlite3").exists()
 
 
 def test_queued_work_survives_a_backend_restart(label_studio, start_backend, song_files):
