@@ -149,6 +149,9 @@ class Run:
         if o.audio != "none" and ext not in SCANNED:
             converted.warnings.append(f"audio {ext or '(no extension)'}: ACE-Step's LoRA training tab scans only "
                                       f"{' '.join(SCANNED)}; convert the file")
+        if previous and previous.stem != stem:
+            converted.warnings.append(f"the audio file name changed: files are now {stem}.*; the previous run's "
+                                      f"{previous.stem}.* are left in {writer.DATASET_DIR}/ (delete them)")
         song = converted.song
         provenance = {"task_id": tid, "source": choice.source,
                       ("annotation_id" if choice.source == "annotation" else "prediction_id"): choice.id,

@@ -485,8 +485,8 @@ def test_audio_downloaded_from_label_studio(tmp_path, song_files):
         assert code == 0, output
         audio = tmp_path / "out" / "dataset" / "remote.ogg"
         assert audio.read_bytes() == song_files[".ogg"].read_bytes()
-        assert read_json(tmp_path / "out" / "dataset" / "remote.json")["duration"] == pytest.approx(true_length(song_files),
-                                                                                           abs=0.1)
+        duration = read_json(tmp_path / "out" / "dataset" / "remote.json")["duration"]
+        assert duration == pytest.approx(true_length(song_files), abs=0.1)
         downloads = len(server.requests)
         assert run_cli(*args)[0] == 0 and len(server.requests) == downloads  # a re-run downloads nothing
     finally:
@@ -513,7 +513,8 @@ def test_python_m_converters_alias_and_plain_progress_lines(tmp_path, media, son
     export = write_export(tmp_path / "e.json", [task(1, upload(".wav", song_files),
                                                      [annotation(1, [text("caption", "c")])])])
     proc = subprocess.run([sys.executable, "-m", "converters", str(export), "--out", str(tmp_path / "out"),
-                           "--media-root", str(media)], capture_output=True, text=True, cwd=Path(__file__).parent.parent)
+                           "--media-root", str(media)], capture_output=True, text=True,
+                          cwd=Path(__file__).parent.parent)
     assert proc.returncode == 0, proc.stderr
     assert "progress: 100% of the export read" in proc.stderr  # not a terminal: plain lines, no bar
     assert "converted 1 of 1 tasks" in proc.stdout
@@ -548,3 +549,18 @@ def test_progress_bar_on_a_terminal_and_plain_lines_otherwise(capsys):
     err = capsys.readouterr().err
     assert "converting:" in err and "/1.00k" in err and "B/s" in err  # tqdm's bar over bytes of the export
     assert len(lines) == 3  # no plain lines while a bar shows
+
+
+def test_a_renamed_audio_file_gets_a_new_stem_and_a_warning(tmp_path, media, song_files):
+    first = write_export(tmp_path / "a.json", [task(1, upload(".wav", song_files),
+                                                    [annotation(1, [text("caption", "c")])])])
+    assert run_cli(first, "--out", tmp_path / "out", "--media-root", media)[0] == 0
+    renamed = media / "upload" / "1" / "abcdef12-renamed.wav"
+    renamed.write_bytes(song_files[".wav"].read_bytes())
+    second = write_export(tmp_path / "b.json", [task(1, "/data/upload/1/abcdef12-renamed.wav",
+                                                     [annotation(1, [text("caption", "c")])])])
+    assert run_cli(second, "--out", tmp_path / "out", "--media-root", media)[0] == 0
+    ds = tmp_path / "out" / "dataset"
+    assert (ds / "renamed.json").exists() and (ds / "song.json").exists()  # nothing deleted
+    warnings = read_json(tmp_path / "out" / "conversion_report.json")["warnings"][0]["warnings"]
+    assert any("song.*" in w and "renamed.*" in w for w in warnings)
