@@ -22,14 +22,19 @@ HOP = 256  # samples per onset/timbre frame at ANALYSIS_SR (23 ms)
 CHROMA_FFT = 4096  # samples: 2.7 Hz bins resolve semitones down to the bass register
 CHROMA_HOP = 1024  # samples per chroma frame (93 ms), a multiple of HOP
 FEATURE_CHUNK_FRAMES = 4096  # HOP frames per feature chunk (95 s), a multiple of CHROMA_HOP // HOP
+SILENCE = "Silence"  # the one section label the analysis is sure of
 SILENCE_DB = -60.0  # dBFS: RMS below this is silence
+MIN_ANALYSIS_SECONDS = 0.25  # shorter audio gets no tempo, key or structure
 KEY_SURE_SECONDS = 15.0  # key confidence is scaled down for clips shorter than this
+MIN_ONSET_DB = 0.05  # mean onset strength (dB of rise per mel band and frame) below this: nothing happens
+MIN_PULSE_CLARITY = 2.0  # onset strength at the beats over the average; steady noise scores about 1.3
 MIN_TEMPO_BEATS = 8  # fewer beats than this give no tempo (a one-second clip has no meaningful bpm)
 MIN_SILENCE_SECONDS = 2.0  # a silent stretch at least this long becomes a Silence section
 MIN_SECTION_SECONDS = 6.0  # boundaries closer than this are not both kept
 NOVELTY_SECONDS = 8.0  # half-width of the checkerboard kernel
 CHROMA_SMOOTH_BEATS = 4  # chroma is averaged over a bar so chord changes inside a section are not boundaries
 NOVELTY_THRESHOLD = 0.2  # a peak must rise this fraction of the way from the median to the maximum novelty
+MIN_NOVELTY = 0.1  # and reach this much in absolute terms (steady noise peaks at 0.08, section changes 0.13+)
 REPEAT_DISTANCE = 0.55  # clustering threshold on standardised section-feature distance (per dimension)
 
 # Key profiles of Albrecht & Shanahan (2013), pitch-class distributions of major and minor pieces, tonic first.
@@ -41,7 +46,8 @@ _MINOR_PROFILE = np.array([0.220, 0.006, 0.104, 0.123, 0.019, 0.103, 0.012, 0.21
 @dataclass
 class Section:
     """A stretch of the song in seconds. `letter` is shared by sections that repeat (A, B, C, ...; "" for
-    silence); `label` is set only where the DSP is sure ("Silence"); `loudness` is the mean RMS level in dBFS."""
+    silence); `label` is set only where the DSP is sure ("Silence"); `loudness` is the level of the section's
+    mean power in dBFS."""
 
     start: float
     end: float
@@ -82,10 +88,12 @@ def analyze(y: np.ndarray, sr: int) -> MusicAnalysis:
     y = np.asarray(y, dtype=np.float32)
     duration = len(y) / float(sr)
     y = resample(y, sr, ANALYSIS_SR)
-    if _is_silent(y):
+    if _is_silent(y) or len(y) < MIN_ANALYSIS_SECONDS * ANALYSIS_SR:
+        silent = _is_silent(y)  # a blip too short to measure is one section, labelled only if it is silent
         return MusicAnalysis(duration=duration, bpm=None, beats=[], keyscale=None, key_confidence=0.0,
                              timesignature="4", timesignature_confident=False,
-                             sections=[Section(0.0, round(duration, 3), "", "Silence", float(_db(_rms(y))))])
+                             sections=[Section(0.0, round(duration, 3), "" if silent else "A",
+                                               SILENCE if silent else "", round(float(_db(_rms(y))), 1))])
     feats = _features(y)
     bpm, beats = _beats(feats.onset)
     keyscale, key_conf = _key(feats.chroma)
@@ -123,9 +131,16 @@ def _db(rms: float | np.ndarray) -> float | np.ndarray:
     return 20.0 * np.log10(np.maximum(rms, 1e-5))
 
 
+def _level(frames_db: np.ndarray) -> float:
+    """Level in dBFS of the mean power of per-frame levels (so a quiet tail does not drag a loud section down)."""
+    if len(frames_db) == 0:
+        return SILENCE_DB
+    return round(float(_db(np.sqrt(np.mean(10.0 ** (np.asarray(frames_db) / 10.0))))), 1)
+
+
 def _is_silent(y: np.ndarray) -> bool:
     """True when the whole signal is below SILENCE_DB (or empty)."""
-    return len(y) < ANALYSIS_SR // 4 or _db(_rms(y)) < SILENCE_DB
+    return len(y) == 0 or _db(_rms(y)) < SILENCE_DB
 
 
 def _power_frames(y: np.ndarray, n_fft: int, hop: int, k0: int, k1: int) -> np.ndarray:
@@ -183,6 +198,8 @@ def _beats(onset: np.ndarray) -> tuple[float | None, np.ndarray]:
     _, frames = librosa.beat.beat_track(onset_envelope=onset, sr=ANALYSIS_SR, hop_length=HOP, trim=False,
                                         bpm=_tempo(onset))
     frames = _trim_beats(np.asarray(frames), onset)
+    if not _has_pulse(onset, frames):
+        return None, np.zeros(0)
     times = librosa.frames_to_time(frames, sr=ANALYSIS_SR, hop_length=HOP)
     if len(times) < MIN_TEMPO_BEATS:
         return None, times
@@ -191,6 +208,16 @@ def _beats(onset: np.ndarray) -> tuple[float | None, np.ndarray]:
     if bpm is None or normalize_bpm(bpm) is None:
         return None, times
     return round(bpm, 1), times
+
+
+def _has_pulse(onset: np.ndarray, frames: np.ndarray) -> bool:
+    """True when there are onsets at all (a mean rise of at least MIN_ONSET_DB) and the beats fall on them
+    (onset strength at the beats at least MIN_PULSE_CLARITY times the average): a held chord or steady noise
+    has no beat, whatever the tracker returns."""
+    if len(frames) == 0 or onset.mean() < MIN_ONSET_DB:
+        return False
+    at_beats = onset[frames[frames < len(onset)]].mean()
+    return bool(at_beats >= MIN_PULSE_CLARITY * onset.mean())
 
 
 def _tempo(onset: np.ndarray) -> float:
@@ -220,9 +247,9 @@ def _trim_beats(frames: np.ndarray, onset: np.ndarray) -> np.ndarray:
     fps = ANALYSIS_SR / HOP
     second = max(1, int(round(fps)))
     activity = np.convolve(onset, np.ones(second) / second, mode="same")
-    active = np.flatnonzero(activity > 0.25 * np.median(activity[activity > 0]) if np.any(activity > 0) else [])
-    if len(active) == 0:
+    if not np.any(activity > 0):
         return frames[:0]
+    active = np.flatnonzero(activity > 0.25 * np.median(activity[activity > 0]))
     lo, hi = active[0] - second // 2, active[-1] + second // 2
     return frames[(frames >= lo) & (frames <= hi)]
 
@@ -231,7 +258,7 @@ def _grid_frames(beats: np.ndarray, duration: float) -> np.ndarray:
     """HOP-frame indices of the grid the structure is computed on: the beats, or half-second steps when there
     are too few beats (music without a pulse). Lead-in and tail before the first and after the last beat are
     not columns of their own; they join the first and last section."""
-    if len(beats) < 8:
+    if len(beats) < MIN_TEMPO_BEATS:
         beats = np.arange(0.0, duration, 0.5)
     frames = np.round(np.asarray(beats) * ANALYSIS_SR / HOP).astype(int)
     return np.unique(frames[frames <= int(duration * ANALYSIS_SR / HOP)])
@@ -294,9 +321,11 @@ def _meter(chroma_b: np.ndarray, onset_b: np.ndarray) -> tuple[int, bool]:
 
 # --- structure ---------------------------------------------------------------------------------------------------
 
-def _standardize(x: np.ndarray) -> np.ndarray:
-    """Zero mean, unit variance per row (dimension), over time."""
-    return (x - x.mean(axis=1, keepdims=True)) / (x.std(axis=1, keepdims=True) + 1e-9)
+def _standardize(x: np.ndarray, floor: float = 1e-9) -> np.ndarray:
+    """Zero mean, unit variance per row (dimension), over time. A row that varies less than `floor` (in its own
+    units) is scaled by `floor` instead, so that the noise of a feature that does not change is not blown up
+    into structure."""
+    return (x - x.mean(axis=1, keepdims=True)) / np.maximum(x.std(axis=1, keepdims=True), floor)
 
 
 def _lag_band(x: np.ndarray, width: int) -> np.ndarray:
@@ -311,7 +340,8 @@ def _lag_band(x: np.ndarray, width: int) -> np.ndarray:
             dist[k, : n - lag] = np.sum((x[:, : n - lag] - x[:, lag:]) ** 2, axis=0)
         else:
             dist[k, -lag:] = np.sum((x[:, -lag:] - x[:, : n + lag]) ** 2, axis=0)
-    scale = np.nanmedian(dist[dist > 0]) if np.any(dist > 0) else 1.0
+    # the floor keeps a song that hardly changes from having its tiny differences stretched into sections
+    scale = max(float(np.nanmedian(dist)) if np.any(np.isfinite(dist)) else 0.0, 0.2 * x.shape[0])
     return np.nan_to_num(np.exp(-dist / scale), nan=0.0)
 
 
@@ -343,10 +373,10 @@ def _novelty(x: np.ndarray, width: int) -> np.ndarray:
 
 def _peaks(novelty: np.ndarray, min_gap: int) -> list[int]:
     """Local maxima of the novelty at least `min_gap` beats apart, above an adaptive threshold (NOVELTY_THRESHOLD
-    of the way from the median to the maximum); the strongest are chosen first."""
+    of the way from the median to the maximum) and above MIN_NOVELTY; the strongest are chosen first."""
     if len(novelty) < 3 or novelty.max() <= 0:
         return []
-    threshold = np.median(novelty) + NOVELTY_THRESHOLD * (novelty.max() - np.median(novelty))
+    threshold = max(np.median(novelty) + NOVELTY_THRESHOLD * (novelty.max() - np.median(novelty)), MIN_NOVELTY)
     candidates = [i for i in range(1, len(novelty) - 1)
                   if novelty[i] >= novelty[i - 1] and novelty[i] >= novelty[i + 1] and novelty[i] > threshold]
     chosen: list[int] = []
@@ -368,13 +398,14 @@ def _sections(chroma_b: np.ndarray, mfcc_b: np.ndarray, rms_b: np.ndarray, beat_
               rms_db: np.ndarray, duration: float) -> list[Section]:
     """Boundaries from novelty of beat-synchronous harmony (chroma over a bar), timbre (MFCC without the level
     term) and loudness, snapped to beats; then repetition letters."""
-    feats = np.vstack([_standardize(_smooth(chroma_b, CHROMA_SMOOTH_BEATS)), _standardize(mfcc_b[1:]),
-                       2.0 * _standardize(rms_b)])
+    # floors: a 0.05 change of a chroma bin, 2 units of MFCC, 1.5 dB of level are real changes; less is noise
+    feats = np.vstack([_standardize(_smooth(chroma_b, CHROMA_SMOOTH_BEATS), 0.05), _standardize(mfcc_b[1:], 2.0),
+                       2.0 * _standardize(rms_b, 1.5)])
     times = beat_frames * HOP / ANALYSIS_SR  # column i spans times[i]..times[i+1]
     n = feats.shape[1]
     if n < 2:
-        return [Section(0.0, round(duration, 3), "A", "", round(float(_db(np.sqrt(np.mean(10.0 ** (rms_db / 10.0))))), 1))]
-    beat_seconds = float(np.median(np.diff(times))) if n > 1 else duration
+        return [Section(0.0, round(duration, 3), "A", "", _level(rms_db))]
+    beat_seconds = float(np.median(np.diff(times)))
     min_gap = max(2, int(round(MIN_SECTION_SECONDS / max(beat_seconds, 1e-3))))
     width = min(max(2, int(round(NOVELTY_SECONDS / max(beat_seconds, 1e-3)))), max(2, n // 4))
     novelty = _novelty(feats, width)
@@ -387,10 +418,9 @@ def _sections(chroma_b: np.ndarray, mfcc_b: np.ndarray, rms_b: np.ndarray, beat_
     for lo, hi in zip(edges[:-1], edges[1:]):
         start = 0.0 if lo == 0 else float(times[lo])
         end = duration if hi == n else float(times[hi])
-        frames = rms_db[int(start * ANALYSIS_SR / HOP): max(int(end * ANALYSIS_SR / HOP), int(start * ANALYSIS_SR / HOP) + 1)]
-        # level of the mean power, so a quiet release tail does not drag a loud section down
-        level = _db(np.sqrt(np.mean(10.0 ** (frames / 10.0))))
-        sections.append(Section(round(start, 3), round(end, 3), "", "", round(float(level), 1)))
+        f0 = int(start * ANALYSIS_SR / HOP)
+        level = _level(rms_db[f0: max(int(end * ANALYSIS_SR / HOP), f0 + 1)])
+        sections.append(Section(round(start, 3), round(end, 3), "", "", level))
     letters = _letters([feats[:, lo:hi] for lo, hi in zip(edges[:-1], edges[1:])])
     for section, letter in zip(sections, letters):
         section.letter = letter
@@ -423,7 +453,7 @@ def _carve_silence(sections: list[Section], rms_db: np.ndarray, duration: float)
             if lo < s.end and hi > s.start:  # split only the pieces this silence overlaps
                 pieces = [p for a, b in pieces for p in ((a, min(b, lo)), (max(a, hi), b)) if p[1] > p[0]]
         out += [Section(a, b, s.letter, s.label, s.loudness) for a, b in pieces if b - a >= 0.5]
-    out += [Section(lo, hi, "", "Silence", SILENCE_DB) for lo, hi in runs]
+    out += [Section(lo, hi, "", SILENCE, SILENCE_DB) for lo, hi in runs]
     out.sort(key=lambda x: x.start)
     # close gaps left by dropped slivers: each section ends where the next begins, the first starts at 0
     for prev, nxt in zip(out, out[1:]):

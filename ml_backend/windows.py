@@ -9,10 +9,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, replace
 
-from ml_backend.analysis import MusicAnalysis, Section
+from ml_backend.analysis import SILENCE, MusicAnalysis, Section
 from ml_backend.settings import MAX_WINDOW_SECONDS, SEGMENTATIONS
-
-SILENCE = "Silence"
 
 
 @dataclass

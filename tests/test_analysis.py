@@ -86,6 +86,25 @@ def test_one_second_clip_has_no_tempo_but_one_section(song):
     assert a.key_confidence < 0.1  # a key from one second is a guess, and says so
 
 
+def test_a_blip_too_short_to_measure_is_one_unlabelled_section(song):
+    a = analyze(song[SR: SR + SR // 10], SR)  # 0.1 s of music
+    assert a.bpm is None and a.keyscale is None
+    assert [(s.start, s.end, s.letter, s.label) for s in a.sections] == [(0.0, 0.1, "A", "")]
+
+
+def test_sound_without_a_pulse_or_changes_has_no_tempo_and_one_section():
+    t = np.arange(20 * SR) / SR
+    chord = (0.1 * sum(np.sin(2 * np.pi * f * t) for f in (220.0, 277.18, 329.63))).astype(np.float32)  # A major
+    noise = np.random.default_rng(0).normal(0, 0.05, 20 * SR).astype(np.float32)
+    for y in (chord, noise):
+        a = analyze(y, SR)
+        assert a.bpm is None and a.beats == []  # the beat tracker always returns beats; they are not kept
+        assert _contiguous(a.sections, a.duration) and all(s.label == "" for s in a.sections)
+    held = analyze(chord, SR)
+    assert held.keyscale == "A major"
+    assert [(s.start, s.end, s.letter) for s in held.sections] == [(0.0, 20.0, "A")]  # nothing changes
+
+
 def test_silent_stretches_become_silence_sections(song):
     gap = np.zeros(4 * SR, dtype=np.float32)
     y = np.concatenate([gap, song[: 10 * SR], gap, song[10 * SR:], gap[: 3 * SR]])
