@@ -45,7 +45,8 @@ def load_audio(path: str | Path, sr: int = MODEL_SR, *, max_seconds: float | Non
         try:
             y = _load_soundfile(path, sr, max_seconds)
         except _NotForSoundfile:
-            y = _load_ffmpeg(path, sr, max_seconds)  # e.g. a WAV holding a codec libsndfile lacks
+            # e.g. a WAV holding a codec libsndfile lacks, or a FLAC cut short by an interrupted upload
+            y = _load_ffmpeg(path, sr, max_seconds)
     else:
         y = _load_ffmpeg(path, sr, max_seconds)
     if y.size == 0:
@@ -78,7 +79,7 @@ def _check_length(path: Path, seconds: float, max_seconds: float | None) -> None
 
 
 class _NotForSoundfile(Exception):
-    """libsndfile cannot open the file; ffmpeg gets a try."""
+    """libsndfile cannot open or finish the file; ffmpeg gets a try."""
 
 
 def _out_frames(in_frames: int, sr_in: int, sr_out: int) -> int:
@@ -112,8 +113,8 @@ def _load_soundfile(path: Path, sr: int, max_seconds: float | None) -> np.ndarra
                 chunk = stream.resample_chunk(mono, last=False) if stream else mono
                 n = _append(out, n, chunk)
         except (sf.LibsndfileError, RuntimeError) as exc:
-            raise AudioError(f"{path}: decoding stopped after {n / sr:.1f} s ({exc}); the file is damaged, "
-                             f"{FORMATS_HINT} again") from exc
+            # a damaged or truncated stream: ffmpeg resynchronises and keeps what can be decoded
+            raise _NotForSoundfile(f"stopped after {n / sr:.1f} s: {exc}") from exc
         if stream is not None:
             n = _append(out, n, stream.resample_chunk(np.zeros(0, dtype=np.float32), last=True))
     return _trim(out, n)

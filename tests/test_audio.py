@@ -102,6 +102,32 @@ def test_corrupt_header_of_a_frame_based_format_is_recovered(tmp_path, song_file
     assert len(y) / MODEL_SR > 20
 
 
+@pytest.mark.parametrize("suffix", [".wav", ".flac", ".mp3", ".ogg", ".opus"])
+def test_a_file_cut_in_half_keeps_what_can_be_decoded(tmp_path, song_files, suffix):
+    """An interrupted upload: the first half of the song comes back (the FLAC decoder in libsndfile gives up at
+    the cut, so ffmpeg decodes it instead)."""
+    data = song_files[suffix].read_bytes()
+    path = tmp_path / f"half{suffix}"
+    path.write_bytes(data[: len(data) // 2])
+    seconds = len(load_audio(path)) / MODEL_SR
+    assert 8.0 < seconds < 14.0  # half of 22.5 s, give or take the codec's uneven bitrate
+
+
+def test_cut_m4a_without_its_index_is_refused_clearly(tmp_path, song_files):
+    data = song_files[".m4a"].read_bytes()  # ffmpeg writes the index (moov) at the end
+    path = tmp_path / "half.m4a"
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(AudioError, match="not a readable audio file"):
+        load_audio(path)
+
+
+def test_a_header_without_samples(tmp_path):
+    path = tmp_path / "header.wav"
+    sf.write(str(path), np.zeros((0, 2), dtype=np.int16), 44100)
+    with pytest.raises(AudioError, match="no audio samples"):
+        load_audio(path)
+
+
 def test_file_without_an_audio_stream(tmp_path):
     path = tmp_path / "video.mp4"
     subprocess.run(["ffmpeg", "-nostdin", "-loglevel", "error", "-f", "lavfi", "-i", "color=c=black:s=32x32:d=1",
