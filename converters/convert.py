@@ -208,12 +208,13 @@ class Run:
 
     def _rows(self, tid, choice, sidecar: dict, lyrics: str, audio: Path, side: Path, lyr: Path,
               duration: float | None) -> None:
-        rel = lambda p: p.relative_to(self.out).as_posix()  # noqa: E731
+        folder = writer.DATASET_DIR  # manifest paths are relative to DIR (all files live in DIR/dataset)
         language = sidecar.get("language") or "unknown"
         self.manifest.add({
             "task_id": tid, "annotation_id": choice.id if choice.source == "annotation" else None,
             "prediction_id": choice.id if choice.source == "prediction" else None, "source": choice.source,
-            "audio_path": rel(audio), "sidecar_path": rel(side), "lyrics_path": rel(lyr),
+            "audio_path": f"{folder}/{audio.name}", "sidecar_path": f"{folder}/{side.name}",
+            "lyrics_path": f"{folder}/{lyr.name}",
             "caption": sidecar.get("caption", ""), "duration": sidecar.get("duration", duration),
             "bpm": sidecar.get("bpm"), "keyscale": sidecar.get("keyscale", ""),
             "timesignature": sidecar.get("timesignature", ""), "language": language,

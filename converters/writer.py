@@ -106,7 +106,19 @@ def atomic_write(path: Path, data: bytes) -> None:
         raise
 
 
-_compact = json.JSONEncoder(ensure_ascii=False).encode  # one C encoder, not one per call
+_encoder = json.JSONEncoder(ensure_ascii=False)  # one C encoder, not one per call
+_string = json.encoder.py_encode_basestring if json.encoder.c_encode_basestring is None \
+    else json.encoder.c_encode_basestring  # a str as JSON, unicode kept
+
+
+def _compact(value) -> str:
+    """Compact JSON; strings and ints (most sidecar values) skip the encoder's set-up."""
+    kind = type(value)
+    if kind is str:
+        return _string(value)
+    if kind is int:
+        return int.__repr__(value)
+    return _encoder.encode(value)
 
 
 def pretty_json(value, level: int = 0, width: float = 100) -> str:
@@ -117,7 +129,7 @@ def pretty_json(value, level: int = 0, width: float = 100) -> str:
         return compact
     pad, end = "  " * (level + 1), "  " * level
     if isinstance(value, dict):
-        items = [f"{pad}{_compact(str(k))}: {pretty_json(v, level + 1, width)}" for k, v in value.items()]
+        items = [f"{pad}{_string(str(k))}: {pretty_json(v, level + 1, width)}" for k, v in value.items()]
         return "{\n" + ",\n".join(items) + f"\n{end}}}"
     items = [pad + pretty_json(v, level + 1, width) for v in value]
     return "[\n" + ",\n".join(items) + f"\n{end}]"
@@ -135,10 +147,10 @@ def sidecar_json(sidecar: dict) -> str:
                     rows = ",\n".join(f"      {_compact(region)}" for region in item)
                     inner.append(f'    "timeline": [\n{rows}\n    ]')
                 else:
-                    inner.append(f"    {_compact(sub)}: {pretty_json(item, 2)}")
+                    inner.append(f"    {_string(sub)}: {pretty_json(item, 2)}")
             lines.append(f'  "music_analysis": {{\n' + ",\n".join(inner) + "\n  }")
         else:
-            lines.append(f"  {_compact(key)}: {pretty_json(value, 1)}")
+            lines.append(f"  {_string(key)}: {pretty_json(value, 1)}")
     return "{\n" + ",\n".join(lines) + "\n}"
 
 
