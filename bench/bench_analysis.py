@@ -120,7 +120,7 @@ def main() -> None:
         wav = render_song(folder / f"song{i}.wav", spec)
         for suffix in FORMATS:
             target = wav.with_suffix(suffix)
-            if suffix != ".wav" and not target.exists():
+            if suffix != ".wav" and (not target.exists() or target.stat().st_mtime < wav.stat().st_mtime):
                 encode(wav, target)
             files.append(target)
 

@@ -343,7 +343,7 @@ def render_format_set(folder: Path) -> dict[str, Path]:
     for suffix in ENCODERS:
         if suffix != ".wav":
             target = folder / f"song{suffix}"
-            if not target.exists():
+            if not target.exists() or target.stat().st_mtime < wav.stat().st_mtime:  # stale after a re-render
                 encode(wav, target)
             out[suffix] = target
     return out
