@@ -16,12 +16,14 @@ import json
 import logging
 import os
 import threading
+import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 log = logging.getLogger(__name__)
 
 IDLE_POLL_SECONDS = 1.0  # how often an idle worker looks for due jobs
+LABEL_CONFIG_TTL = 60.0  # seconds a project's label config is reused before it is read again
 
 
 class JobFailed(Exception):
@@ -142,7 +144,7 @@ class Worker:
     queue: object
     model: object = None
     client: object = None
-    label_configs: dict = field(default_factory=dict)  # project id -> label config XML
+    label_configs: dict = field(default_factory=dict)  # project id -> (monotonic seconds when read, config XML)
     current: object = None  # the job being worked on, released on shutdown
     stop: threading.Event = field(default_factory=threading.Event)
 
@@ -165,15 +167,17 @@ class Worker:
         return self.model
 
     def _label_config(self, project_id: int) -> str:
-        if project_id not in self.label_configs:
+        """The project's label config, read again after LABEL_CONFIG_TTL seconds (someone may edit it)."""
+        read_at, _ = self.label_configs.get(project_id, (None, ""))
+        if read_at is None or time.monotonic() - read_at > LABEL_CONFIG_TTL:
             try:
                 project = self._client().projects.get(id=project_id)
             except Exception as exc:
                 if getattr(exc, "status_code", None) == 404:
                     raise TaskGone(f"project {project_id} no longer exists in Label Studio") from None
                 raise JobFailed(f"cannot read project {project_id}: {sdk_error_detail(exc)}") from None
-            self.label_configs[project_id] = project.label_config or ""
-        return self.label_configs[project_id]
+            self.label_configs[project_id] = (time.monotonic(), project.label_config or "")
+        return self.label_configs[project_id][1]
 
     def process(self, job) -> TaskOutcome:
         """Predict and post one job's task; raises JobFailed or TaskGone."""
