@@ -176,6 +176,9 @@ def preannotate_command(ls_url: str, ls_token: str, project_id: int, only_missin
     from .settings import Settings, SettingsError
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    # a task's warning becomes its "failed" line; print only errors beside the progress bar
+    for handler in logging.getLogger().handlers:
+        handler.setLevel(logging.ERROR)
     ls_url = ls_url.rstrip("/")
     try:
         settings = Settings.from_env()

@@ -101,8 +101,11 @@ def predict_and_post(model, client, task: dict, label_config: str, replace: bool
     with warnings_of_this_thread() as warnings:
         prediction = model.predict([task], label_config)[0]
     if not prediction.get("result"):
-        reasons = [m for m in warnings if f"task {task_id}" in m] or warnings
-        raise JobFailed(reasons[-1] if reasons else "the model returned an empty prediction; see the backend log")
+        reasons = [m for m in warnings if m.startswith(f"task {task_id}:")] or warnings
+        if not reasons:
+            raise JobFailed("the model returned an empty prediction; see the backend log")
+        # "task 7: no prediction: <why>" -> "<why>": the queue and the summary name the task already
+        raise JobFailed(reasons[-1].split(": no prediction: ", 1)[-1])
     try:
         client.predictions.create(task=task_id, result=prediction["result"], score=prediction.get("score"),
                                   model_version=prediction.get("model_version") or version)
