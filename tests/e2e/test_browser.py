@@ -122,8 +122,12 @@ def test_the_engine_sent_each_window_as_audio_and_the_texts_came_back(prelabeled
         data = audio["input_audio"]["data"] if audio["type"] == "input_audio" else audio["audio_url"]["url"]
         assert len(data) > 1000  # a base64 WAV of the window
         assert any(p["type"] == "text" and '"section_label"' in p["text"] for p in parts)
-    notes = [i["value"]["text"][0] for i in prediction.result if i["from_name"] == "segment_notes"]
-    assert notes and all(any(w[1] in text for w in WINDOWS) for text in notes)
+    notes = [i for i in prediction.result if i["from_name"] == "segment_notes"]
+    assert notes and all(any(w[1] in i["value"]["text"][0] for w in WINDOWS) for i in notes)
+    sections = {i["id"]: i["value"] for i in prediction.result if i["from_name"] == "section"}
+    for item in notes:  # each text sits on its region: same id, same times (one region in the editor)
+        region = sections[item["id"]]
+        assert (item["value"]["start"], item["value"]["end"]) == (region["start"], region["end"])
 
 
 def test_labeling_page_shows_waveform_regions_and_region_text(label_studio, prelabeled_task):
