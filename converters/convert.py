@@ -98,6 +98,8 @@ class Run:
             return
         self.dataset.mkdir(parents=True, exist_ok=True)
         work = self.out / writer.STATE_DIR
+        for leftover in work.glob(".*.jsonl") if work.is_dir() else ():  # spools of an interrupted run
+            leftover.unlink()
         self.manifest = writer.Spool(work, "manifest")
         self.samples = writer.Spool(work, "samples")
         self.problems = writer.Spool(work, "problems")

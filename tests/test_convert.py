@@ -564,3 +564,15 @@ def test_a_renamed_audio_file_gets_a_new_stem_and_a_warning(tmp_path, media, son
     assert (ds / "renamed.json").exists() and (ds / "song.json").exists()  # nothing deleted
     warnings = read_json(tmp_path / "out" / "conversion_report.json")["warnings"][0]["warnings"]
     assert any("song.*" in w and "renamed.*" in w for w in warnings)
+
+
+def test_leftovers_of_an_interrupted_run_are_cleared(tmp_path, media, song_files):
+    work = tmp_path / "out" / ".ls-acestep"
+    work.mkdir(parents=True)
+    (work / ".manifest.abc123.jsonl").write_text('{"task_id": 99}\n')
+    export = write_export(tmp_path / "e.json", [task(1, upload(".wav", song_files),
+                                                     [annotation(1, [text("caption", "c")])])])
+    assert run_cli(export, "--out", tmp_path / "out", "--media-root", media)[0] == 0
+    assert sorted(p.name for p in work.iterdir()) == ["state.jsonl"]
+    rows = (tmp_path / "out" / "annotations_manifest.jsonl").read_text().splitlines()
+    assert [json.loads(r)["task_id"] for r in rows] == [1]
