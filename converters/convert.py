@@ -155,15 +155,7 @@ class Run:
             converted.warnings.append(f"the audio file name changed: files are now {stem}.*; the previous run's "
                                       f"{previous.stem}.* are left in {writer.DATASET_DIR}/ (delete them)")
         song = converted.song
-        provenance = {"task_id": tid, "source": choice.source,
-                      ("annotation_id" if choice.source == "annotation" else "prediction_id"): choice.id,
-                      "annotator": choice.annotator, "updated_at": choice.updated_at, "audio": ref}
-        if choice.source == "annotation":
-            provenance["ground_truth"] = choice.ground_truth
-        else:
-            provenance["model_version"] = choice.model_version
-            del provenance["annotator"]
-        sidecar = to_sidecar(song, provenance)
+        sidecar = to_sidecar(song, provenance(tid, choice, ref))
         lyrics = lyrics_file_text(song)
 
         side_plan = writer.plan_text(self.dataset / f"{stem}.json", writer.sidecar_bytes(sidecar),
@@ -290,6 +282,16 @@ class Run:
             for spool in (self.manifest, self.samples, self.problems, self.warnings):
                 spool.discard()
 
+
+
+def provenance(tid: int, choice, ref: str) -> dict:
+    """Where a sidecar's values came from: the task, the annotation (annotator, ground truth) or the prediction
+    (model version), its last update and the audio reference as the export holds it."""
+    if choice.source == "annotation":
+        return {"task_id": tid, "source": "annotation", "annotation_id": choice.id, "annotator": choice.annotator,
+                "updated_at": choice.updated_at, "audio": ref, "ground_truth": choice.ground_truth}
+    return {"task_id": tid, "source": "prediction", "prediction_id": choice.id, "updated_at": choice.updated_at,
+            "audio": ref, "model_version": choice.model_version}
 
 
 def _write_files(src: Path | None, audio_dest: Path, mode: str, move: bool, plans: list) -> None:
