@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import signal
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 
@@ -90,7 +92,8 @@ def _connect(ls_url: str, ls_token: str, project_id: int):
 def run(model, client, tasks: list[dict], label_config: str, concurrency: int, report,
         replace: bool = False) -> RunSummary:
     """Predict and post ``tasks`` with ``concurrency`` tasks in flight; ``report(outcome)`` after each one. On
-    Ctrl-C, tasks not started are dropped and the ones in flight are finished (a second Ctrl-C abandons them)."""
+    Ctrl-C, tasks not started are dropped and the ones in flight are finished (raises _Interrupted with the
+    summary); a second Ctrl-C abandons them (KeyboardInterrupt)."""
     from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 
     from .worker import JobFailed, TaskOutcome, predict_and_post
@@ -115,30 +118,37 @@ def run(model, client, tasks: list[dict], label_config: str, concurrency: int, r
             summary.failed.append((outcome.task_id, outcome.detail))
         report(outcome)
 
-    pool = ThreadPoolExecutor(max_workers=max(1, concurrency), thread_name_prefix="preannotate")
-    queue = list(tasks)
+    # Ctrl-C only sets a flag: no new task starts, the ones in flight finish and are counted (an exception raised
+    # between submitting a task and recording it would lose track of it). A second Ctrl-C abandons them.
+    stop = threading.Event()
     running: set = set()
-    try:
-        while queue or running:
-            while queue and len(running) < max(1, concurrency):
-                running.add(pool.submit(one, queue.pop(0)))
-            done, running = wait(running, return_when=FIRST_COMPLETED)
-            for future in done:
-                count(future.result())
-    except KeyboardInterrupt:
-        summary.left = len(queue)
+
+    def on_sigint(_signum, _frame) -> None:
+        if stop.is_set():
+            raise KeyboardInterrupt
+        stop.set()
         click.echo(f"\ninterrupted: finishing {len(running)} task(s) in flight (Ctrl-C again to abandon them)",
                    err=True)
-        try:
-            for future in running:
+
+    in_main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGINT, on_sigint) if in_main else None
+    pool = ThreadPoolExecutor(max_workers=max(1, concurrency), thread_name_prefix="preannotate")
+    queue = list(tasks)
+    try:
+        while running or (queue and not stop.is_set()):
+            while queue and not stop.is_set() and len(running) < max(1, concurrency):
+                running.add(pool.submit(one, queue.pop(0)))
+            done, running = wait(running, timeout=0.5, return_when=FIRST_COMPLETED)
+            for future in done:
                 count(future.result())
-        except KeyboardInterrupt:
-            summary.left += sum(1 for f in running if not f.done())
-            summary.seconds = time.perf_counter() - started
-            raise
-        summary.seconds = time.perf_counter() - started
+    finally:
+        if in_main:
+            signal.signal(signal.SIGINT, previous)
+    summary.seconds = time.perf_counter() - started
+    if stop.is_set():
+        summary.left = len(queue)
         pool.shutdown(wait=False, cancel_futures=True)
-        raise _Interrupted(summary) from None
+        raise _Interrupted(summary)
     pool.shutdown()
     summary.seconds = time.perf_counter() - started
     return summary

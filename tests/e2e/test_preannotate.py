@@ -32,7 +32,7 @@ def test_preannotate_sample_interrupt_and_resume(label_studio, song_files, tmp_p
     task_ids = upload_files(label_studio, project_id, [song_files[s] for s in formats])
     model_dir = tmp_path / "model_dir"
 
-    # a sample of 3 (--limit), interrupted as soon as it has posted one prediction: the one in flight is finished,
+    # a sample of 3 (--limit), interrupted as soon as it has posted one prediction: a task in flight is finished,
     # the rest is left for the next run, and the run ends with status 130
     proc = preannotate(label_studio, project_id, "--limit", "3", "--concurrency", "1", model_dir=model_dir,
                        popen=True)
@@ -46,12 +46,13 @@ def test_preannotate_sample_interrupt_and_resume(label_studio, song_files, tmp_p
     assert proc.returncode == 130, "".join(seen) + err
     assert "run the same command again to continue" in err
     done = sum(bool(task_predictions(label_studio, t)) for t in task_ids)
-    assert done == 2, out + err  # the posted one and the one in flight; the third of the sample not started
-    assert "2 predicted, 0 skipped" in out and "3 not started" in out
+    # the posted one, and the next one when it had started: it is finished, never cut off or lost from the count
+    assert done in (1, 2), out + err
+    assert f"{done} predicted, 0 skipped" in out and f"{len(task_ids) - done} not started" in out
 
     rerun = preannotate(label_studio, project_id, "--concurrency", "2", model_dir=model_dir)
     assert rerun.returncode == 0, rerun.stderr
-    assert "3 predicted, 2 skipped" in rerun.stdout
+    assert f"{len(task_ids) - done} predicted, {done} skipped" in rerun.stdout
     versions = [[p.model_version for p in task_predictions(label_studio, t)] for t in task_ids]
     assert all(len(v) == 1 for v in versions) and len({v[0] for v in versions}) == 1
 
