@@ -4,6 +4,7 @@ examples). Every variable is listed in the README's settings table and in `.env.
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
@@ -34,6 +35,7 @@ class SettingsError(ValueError):
 
 ENGINES = ("transformers", "openai", "dsp")
 SEGMENTATIONS = ("structure", "fixed")
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 MAX_WINDOW_SECONDS = 30.0  # Qwen2-Audio's encoder sees at most 30 s
 
 
@@ -123,6 +125,21 @@ class Settings:
             raise SettingsError("BATCH_SIZE and MAX_CONCURRENCY must be at least 1")
         if bool(self.basic_auth_user) != bool(self.basic_auth_pass):
             raise SettingsError("set both BASIC_AUTH_USER and BASIC_AUTH_PASS, or neither")
+        if not re.fullmatch(r"auto|cpu|cuda(:\d+)?|mps", self.device):
+            raise SettingsError(f"DEVICE={self.device!r}: use auto, cpu, cuda or cuda:N")
+        if self.log_level not in LOG_LEVELS:
+            raise SettingsError(f"LOG_LEVEL={self.log_level!r}: use one of {', '.join(LOG_LEVELS)}")
+        minimums = {"MAX_NEW_TOKENS": (self.max_new_tokens, 1), "MAX_ATTEMPTS": (self.max_attempts, 1),
+                    "MAX_RETRIES": (self.max_retries, 0), "QUEUE_WORKERS": (self.queue_workers, 0),
+                    "TEMPERATURE": (self.temperature, 0.0)}
+        for name, (value, least) in minimums.items():
+            if value < least:
+                raise SettingsError(f"{name}={value}: use {least} or more")
+        for name, value in (("REQUEST_TIMEOUT", self.request_timeout), ("FETCH_TIMEOUT", self.fetch_timeout)):
+            if value <= 0:
+                raise SettingsError(f"{name}={value}: use a number of seconds above 0")
+        if not 0.0 < self.top_p <= 1.0:
+            raise SettingsError(f"TOP_P={self.top_p}: use a number above 0 and at most 1")
 
 
 # Environment variable names, for documentation checks (the README table and .env.example list them all).
