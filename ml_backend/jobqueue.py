@@ -63,15 +63,32 @@ def retry_delay(attempts: int, base: float) -> float:
     return min(MAX_RETRY_DELAY, base * 2 ** max(0, attempts - 1))
 
 
+def process_start(pid: int) -> str:
+    """When process ``pid`` started, in clock ticks since boot (field 22 of ``/proc/<pid>/stat``); "" where there is
+    no /proc or no such process. Tells a restarted process from a dead one that had the same pid (in a container
+    gunicorn's worker gets the same small pid after every restart)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            data = stat.read().decode("ascii", "replace")
+    except OSError:
+        return ""
+    # the command name (field 2) is in parentheses and may hold spaces or ")"; fields after it are plain
+    fields = data[data.rfind(")") + 2:].split()
+    return fields[19] if len(fields) > 19 else ""
+
+
 def owner_name() -> str:
-    """``host:pid`` of this process, stored with a claimed job so a restart on the same host can reclaim it."""
-    return f"{socket.gethostname()}:{os.getpid()}"
+    """``host:pid:start`` of this process (start: ``process_start``), stored with a claimed job so that a restart
+    on the same host can reclaim it at once."""
+    pid = os.getpid()
+    return f"{socket.gethostname()}:{pid}:{process_start(pid)}"
 
 
 def owner_is_dead(owner: str) -> bool:
-    """True when ``owner`` (``host:pid``) is a process on this host that no longer exists. Owners on other
-    hosts are never judged dead here: their leases expire instead."""
-    host, _, pid = owner.rpartition(":")
+    """True when ``owner`` (``host:pid:start``, or ``host:pid`` from older versions) was a process on this host
+    that no longer exists: no such pid, or the pid now belongs to a process started at another time. Owners on
+    other hosts are never judged dead here: their leases expire instead."""
+    host, pid, started = (owner.split(":") + ["", ""])[:3]
     if host != socket.gethostname() or not pid.isdigit():
         return False
     try:
@@ -79,8 +96,9 @@ def owner_is_dead(owner: str) -> bool:
     except ProcessLookupError:
         return True
     except PermissionError:
-        return False
-    return False
+        pass  # alive, someone else's: the start time still tells whether it is the owner
+    current = process_start(int(pid))
+    return bool(started and current and current != started)
 
 
 def _short(error: str) -> str:

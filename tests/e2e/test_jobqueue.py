@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
@@ -10,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from ml_backend.jobqueue import QueueError, RedisQueue, SQLiteQueue, open_queue, retry_delay
+from ml_backend.jobqueue import (QueueError, RedisQueue, SQLiteQueue, open_queue, owner_name, process_start,
+                                 retry_delay)
 from ml_backend.settings import Settings
 
 
@@ -113,6 +115,32 @@ def test_job_of_a_dead_process_on_this_host_is_reclaimed_at_once(make_queue, tmp
     assert out.stdout.strip() == "1"
     job = q.claim()  # the lease (15 min) has not run out, but its owner is gone
     assert job is not None and job.task_id == 1 and job.attempts == 2
+
+
+def _set_owner(q, job, owner: str) -> None:
+    """Rewrite who holds a running job, as a process that claimed it would have stored."""
+    if isinstance(q, SQLiteQueue):
+        with q._tx() as db:
+            db.execute("UPDATE jobs SET owner=? WHERE project_id=? AND task_id=?", (owner, job.project_id, job.task_id))
+    else:
+        q.redis.hset(q.k_job + q._key(job.project_id, job.task_id), "owner", owner)
+
+
+def test_job_of_a_dead_process_whose_pid_was_reused_is_reclaimed_at_once(make_queue):
+    """In a container a restarted worker gets the dead one's pid again: the start time tells them apart."""
+    q = make_queue(retry_base=0)
+    q.enqueue([(5, 1), (5, 2)])
+    mine, old = q.claim(), q.claim()
+    host, pid, started = owner_name().split(":")
+    assert pid == str(os.getpid()) and started == process_start(os.getpid()) and started.isdigit()
+    _set_owner(q, old, f"{host}:{pid}:{int(started) - 1}")  # same host and pid, started earlier: a dead process
+    again = q.claim()
+    assert again is not None and again.task_id == old.task_id and again.attempts == 2
+    assert q.claim() is None  # the job this very process holds stays with it
+    assert mine.task_id != again.task_id
+    _set_owner(q, mine, f"{host}:{pid}")  # an owner stored by an older version (no start time): still alive
+    assert q.claim() is None
+    assert q.counts()["running"] == 2
 
 
 def test_release_gives_the_job_back_without_counting_the_try(make_queue):
