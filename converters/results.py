@@ -24,6 +24,11 @@ _LIST_FIELDS = {  # control name -> SongAnnotation attribute
     names.MIX_NOTES: "mix_notes",
 }
 
+# What each known control is, looked up once per result item (exports hold dozens of items per task).
+_SECTION, _REGION_TEXT, _SONG_FIELD = "section", "region text", "song field"
+_CONTROL_KINDS = {names.SECTION: _SECTION, **dict.fromkeys(names.PER_REGION_TEXTS, _REGION_TEXT),
+                  **dict.fromkeys((*names.SONG_TEXTS, *names.SONG_CHOICES, names.BPM), _SONG_FIELD)}
+
 
 @dataclass
 class Converted:
@@ -38,7 +43,10 @@ def value_text(value: dict) -> str:
     for key in ("text", "choices"):
         items = value.get(key)
         if isinstance(items, list):
-            return "\n".join(str(x) for x in items if x is not None)
+            try:
+                return "\n".join(items)  # the usual case: all strings
+            except TypeError:
+                return "\n".join(str(x) for x in items if x is not None)
         if isinstance(items, str):
             return items
     number = value.get("number")
@@ -96,22 +104,30 @@ def song_from_results(result: list, duration: float | None = None) -> Converted:
         if not isinstance(item, dict) or not isinstance(item.get("value"), dict):
             warnings.append(f"result #{index} is not a Label Studio result object; ignored")
             continue
-        control, value, rid = item.get("from_name"), item["value"], str(item.get("id") or "")
-        if control == names.SECTION:
-            labels = [str(x).strip() for x in value.get("labels") or [] if str(x).strip()]
+        control, value, ident = item.get("from_name"), item["value"], item.get("id")
+        rid = ident if type(ident) is str else str(ident or "")
+        kind = _CONTROL_KINDS.get(control) if isinstance(control, str) else None
+        if kind is _SECTION:
+            labels = [label for label in (str(x).strip() for x in value.get("labels") or []) if label]
             if len(labels) > 1:
                 warnings.append(f"region {rid} has several labels {labels}; kept {labels[0]!r}")
-            region = regions.setdefault(rid or f"#{index}", Region(0.0, 0.0, id=rid))
+            key = rid or f"#{index}"
+            region = regions.get(key)
+            if region is None:
+                region = regions[key] = Region(0.0, 0.0, id=rid)
             region.start_sec = _seconds(value.get("start")) or 0.0
             region.end_sec = _seconds(value.get("end")) or 0.0
             region.section_label = labels[0] if labels else ""
-        elif control in names.PER_REGION_TEXTS:
+        elif kind is _REGION_TEXT:
             if not rid:
                 warnings.append(f"{control} text without a region id; ignored (export as JSON, not JSON_MIN)")
                 continue
-            texts.setdefault(rid, {})[control] = value_text(value).strip()
-            text_times.setdefault(rid, (value.get("start"), value.get("end")))
-        elif control in names.SONG_TEXTS or control in names.SONG_CHOICES or control == names.BPM:
+            by_control = texts.get(rid)
+            if by_control is None:  # the first text of this region gives its times
+                by_control = texts[rid] = {}
+                text_times[rid] = (value.get("start"), value.get("end"))
+            by_control[control] = value_text(value).strip()
+        elif kind is _SONG_FIELD:
             song_texts.setdefault(control, []).append(value_text(value).strip())
         else:
             ignored.add(str(control))
