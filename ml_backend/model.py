@@ -6,8 +6,9 @@ windows (``windows``). Then ALL windows of ALL tasks go to the engine in one cal
 the descriptions are merged back into regions and song fields (``merge``), a caption is written (``caption``) and
 the result list built for the request's label config (``predictions``).
 
-A task that cannot be fetched or decoded gets an empty prediction and a log line naming it; the other tasks are
-still predicted. Heavy modules are imported inside functions so that importing this module stays cheap.
+A task that cannot be fetched or decoded gets an empty prediction under ``<model_version>-failed`` (so Label
+Studio's Retrieve Predictions, preannotate and the worker predict it again next time) and a log line naming it;
+the other tasks are still predicted. Heavy modules are imported inside functions so that importing this module stays cheap.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from label_config.vocabulary import SECTION_LABELS
 
@@ -115,6 +117,8 @@ class SongModel:
         self.load_error = ""  # why the engine could not be created, until it can
         self._load_lock = threading.Lock()
         self._run_lock = threading.Lock()  # one generate at a time: a GPU does not gain from interleaving
+        self._ls_client = None  # label-studio-sdk client, made when the first task downloads from Label Studio
+        self._ls_client_lock = threading.Lock()
 
     def model_version(self) -> str:
         """The model version Label Studio stores with each prediction (cheap: no model load)."""
@@ -240,7 +244,8 @@ class SongModel:
             raise TaskError(f'task data has no audio under "{targets.audio_key}" (the <Audio> value in the '
                             'label config); import the task with that key')
         try:
-            path = resolve_audio(ref, source, task_id=task.get("id"))
+            client = self._client_for(ref, source, task.get("id"))
+            path = resolve_audio(ref, source, task_id=task.get("id"), client=client)
         except MediaError as exc:
             raise TaskError(str(exc)) from None
         try:
@@ -248,6 +253,22 @@ class SongModel:
         except OSError as exc:
             raise TaskError(f"audio {ref!r} cannot be read ({exc})") from None
         return path, cache_key(digest, self._version, targets.config_hash)
+
+    def _client_for(self, ref: str, source, task_id):
+        """The Label Studio client for downloading ``ref``, or None when it is not read from Label Studio. One
+        client serves every task of this model (a personal access token is exchanged once, then refreshed only
+        when the access token expires); it is made on the first task that needs it. Raises MediaError."""
+        from ls_acestep.media import locate, make_client
+
+        if not (source.ls_url and source.ls_token):
+            return None
+        location = locate(ref, source, task_id)
+        if location.path is not None or urlsplit(location.url).netloc != urlsplit(source.ls_url).netloc:
+            return None
+        with self._ls_client_lock:
+            if self._ls_client is None:
+                self._ls_client = make_client(source.ls_url, source.ls_token, source.timeout)
+            return self._ls_client
 
     def _prepare(self, index: int, task_id, key: str, path: Path, labels: tuple[str, ...]) -> SongJob:
         """Decode, analyse and cut one song into model windows."""

@@ -55,7 +55,8 @@ def project_tasks(client, project_id: int) -> list[dict]:
     """Every task of the project with its data and the ids and model versions of its predictions."""
     out = []
     for task in client.tasks.list(project=project_id, fields="all"):
-        versions = [{"id": getattr(p, "id", None), "model_version": getattr(p, "model_version", None)}
+        versions = [{"id": getattr(p, "id", None), "model_version": getattr(p, "model_version", None),
+                     "result": bool(getattr(p, "result", None))}  # has_version only asks whether it is empty
                     for p in (task.predictions or [])]
         out.append({"id": task.id, "data": task.data or {}, "project": project_id, "predictions": versions})
     return out

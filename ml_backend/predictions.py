@@ -114,10 +114,29 @@ def audio_reference(task: dict, targets: ConfigTargets) -> str:
     return ""
 
 
+FAILED_SUFFIX = "-failed"
+
+
+def failed_version(model_version: str) -> str:
+    """The model_version a failed task's empty prediction carries: ``<model_version>-failed``. Label Studio's
+    Retrieve Predictions (``MLBackend.predict_tasks``), ``preannotate --only-missing`` and the queue worker skip a
+    task only when it holds a prediction of exactly the current version, so a failed task is predicted again on
+    the next run (after its file is fixed) instead of counting as done."""
+    return model_version + FAILED_SUFFIX
+
+
 def empty_prediction(model_version: str) -> dict:
-    """The prediction of a task that could not be annotated: Label Studio stores it, so the task is not retried
-    with every batch, and the annotator starts from an empty timeline."""
-    return {"result": [], "score": 0.0, "model_version": model_version}
+    """The prediction of a task that could not be annotated (``model_version`` is the backend's current one).
+    Label Studio stores a batch only when every task has a prediction; this one is stored under
+    ``failed_version`` so that it does not count as done, and the annotator starts from an empty timeline."""
+    return {"result": [], "score": 0.0, "model_version": failed_version(model_version)}
+
+
+def is_current_prediction(prediction, model_version: str) -> bool:
+    """True for a real prediction of ``model_version``: that version and a non-empty result. An empty one (a
+    failure stored before failed_version existed) does not count. ``prediction`` is a dict or an SDK object."""
+    get = prediction.get if isinstance(prediction, dict) else lambda name: getattr(prediction, name, None)
+    return get("model_version") == model_version and bool(get("result"))
 
 
 def _match_choice(value: str, offered: tuple[str, ...], normalize) -> str | None:

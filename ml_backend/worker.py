@@ -20,6 +20,8 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
+from .predictions import failed_version, is_current_prediction
+
 log = logging.getLogger(__name__)
 
 IDLE_POLL_SECONDS = 1.0  # how often an idle worker looks for due jobs
@@ -49,8 +51,16 @@ def _field(p, name: str):
 
 
 def has_version(predictions, model_version: str) -> bool:
-    """True when one of the task's predictions (SDK objects or dicts) carries ``model_version``."""
-    return any(_field(p, "model_version") == model_version for p in predictions or [])
+    """True when one of the task's predictions (SDK objects or dicts) is a real prediction of ``model_version``:
+    a failed task's empty prediction (``<version>-failed``, or an empty one of the version itself) is not."""
+    return any(is_current_prediction(p, model_version) for p in predictions or [])
+
+
+def superseded(predictions, model_version: str) -> list:
+    """The task's predictions that a new prediction of ``model_version`` replaces: those of the version and the
+    failed markers (``<version>-failed``) of earlier tries."""
+    versions = (model_version, failed_version(model_version))
+    return [p for p in predictions or [] if _field(p, "model_version") in versions]
 
 
 class _ThreadWarnings(logging.Handler):
@@ -91,12 +101,12 @@ def sdk_error_detail(exc: Exception) -> str:
 
 def predict_and_post(model, client, task: dict, label_config: str, replace: bool = False) -> TaskOutcome:
     """Predict one task (``{"id", "data", "predictions"}``) and post the prediction, unless the task already holds
-    one of the model's current version; with ``replace``, predict anyway and delete those older ones after posting
-    (a task never keeps two of one version). Raises JobFailed when no prediction could be made or posted."""
+    a real one of the model's current version (``has_version``); with ``replace``, predict anyway. After posting,
+    the task's older predictions of the version and its failed markers are deleted (a task never keeps two). Raises JobFailed when no prediction could be made or posted."""
     version = model.model_version()
     task_id = int(task["id"])
-    old = [p for p in task.get("predictions") or [] if _field(p, "model_version") == version]
-    if old and not replace:
+    old = superseded(task.get("predictions"), version)
+    if has_version(old, version) and not replace:
         return TaskOutcome(task_id, "skipped", f"already has a {version} prediction")
     with warnings_of_this_thread() as warnings:
         prediction = model.predict([task], label_config)[0]

@@ -14,6 +14,7 @@ from label_studio_sdk.label_interface import LabelInterface
 
 from label_config import names as n, shipped_config
 from ml_backend.app import create_app
+from ml_backend.model import get_model
 from ml_backend.settings import Settings
 from tests import music
 from tests.test_app import local_ref, ls_task, predict_body
@@ -87,12 +88,16 @@ def test_bad_tasks_do_not_cost_the_good_ones(tmp_path, bad_media, slow_server, c
     assert len(results) == len(tasks)
     by_id = {task["id"]: result for task, result in zip(tasks, results)}
     interface = LabelInterface(shipped_config())
+    version = get_model(settings).model_version()
 
     for tid in (1, 4):  # the good songs
         labels = [r for r in by_id[tid]["result"] if r["from_name"] == n.SECTION]
         assert labels and by_id[tid]["score"] > 0
+        assert by_id[tid]["model_version"] == version
     for tid in list(bad) + [107]:
         assert by_id[tid]["result"] == [] and by_id[tid]["score"] == 0, tid
+        # not the current version: Label Studio, preannotate and the worker must not count the task as done
+        assert by_id[tid]["model_version"] == f"{version}-failed", tid
         assert f"task {tid}:" in caplog.text, tid
     # Silence, a 1-second clip and a FLAC with a damaged header decode: whatever they get is valid and in range,
     # or (the FLAC, when the decoder cannot resync) an empty prediction with its log line.

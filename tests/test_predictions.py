@@ -8,7 +8,7 @@ from label_studio_sdk.label_interface import LabelInterface
 
 from label_config import Region, SongAnnotation, names as n, render_config, shipped_config
 from ml_backend.predictions import (
-    ConfigError, audio_reference, empty_prediction, make_prediction, parse_config, to_results,
+    ConfigError, audio_reference, empty_prediction, failed_version, make_prediction, parse_config, to_results,
 )
 
 
@@ -130,4 +130,5 @@ def test_audio_reference_falls_back_to_undefined_key():
 
 
 def test_empty_prediction_shape():
-    assert empty_prediction("v") == {"result": [], "score": 0.0, "model_version": "v"}
+    assert empty_prediction("v") == {"result": [], "score": 0.0, "model_version": "v-failed"}
+    assert failed_version("v") == "v-failed"

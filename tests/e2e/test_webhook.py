@@ -9,7 +9,7 @@ from ml_backend import worker as worker_module
 from ml_backend.jobqueue import open_queue
 from ml_backend.settings import Settings
 from ml_backend.webhook import created_jobs, handle_webhook
-from ml_backend.worker import TaskOutcome, has_version, warnings_of_this_thread
+from ml_backend.worker import TaskOutcome, has_version, superseded, warnings_of_this_thread
 
 PAYLOAD = {  # trimmed from a real TASKS_CREATED call
     "action": "TASKS_CREATED",
@@ -70,9 +70,21 @@ def test_no_worker_threads_without_credentials_or_with_zero_workers(tmp_path, mo
 def test_has_version_reads_sdk_objects_and_dicts():
     class P:
         model_version = "dsp-1"
+        result = [{"type": "labels"}]
 
     assert has_version([{"model_version": "x"}, P()], "dsp-1")
     assert not has_version([{"model_version": "x"}], "dsp-1") and not has_version(None, "dsp-1")
+
+
+def test_only_real_predictions_of_the_version_count():
+    """A failed task's empty prediction (``-failed``, or empty under the version itself) leaves it to do."""
+    real = {"id": 1, "model_version": "dsp-1", "result": [{"type": "labels"}]}
+    failed = {"id": 2, "model_version": "dsp-1-failed", "result": []}
+    empty = {"id": 3, "model_version": "dsp-1", "result": []}
+    other = {"id": 4, "model_version": "dsp-0", "result": [{"type": "labels"}]}
+    assert not has_version([failed, empty, other], "dsp-1")
+    assert has_version([failed, real], "dsp-1")
+    assert superseded([failed, empty, other, real], "dsp-1") == [failed, empty, real]
 
 
 def test_warnings_are_collected_per_thread():
