@@ -173,6 +173,7 @@ class SongModel:
         duplicates: list[tuple[int, SongJob]] = []
         for index, task in enumerate(tasks):
             task_id = task.get("id") if isinstance(task, dict) else None
+            path = None
             try:
                 path, key = self._resolve(task, targets, source)
                 cached = self.cache.get(key)
@@ -185,10 +186,12 @@ class SongModel:
                     continue
                 job = self._prepare(index, task_id, key, path, allowed)
             except TaskError as exc:
+                self._forget_download(path)
                 results[index] = self._failed(task_id, str(exc))
                 continue
             except Exception as exc:  # a bug or an unexpected library error must not cost the other tasks
                 log.exception("task %s: unexpected error", task_id)
+                self._forget_download(path)
                 results[index] = self._failed(task_id, f"{type(exc).__name__}: {exc}")
                 continue
             first_job_by_key[key] = job
@@ -232,6 +235,17 @@ class SongModel:
         log.warning("task %s: no prediction: %s", task_id, cause)
         self.stats.failures += 1
         return empty_prediction(self._version)
+
+    def _forget_download(self, path: Path | None) -> None:
+        """Delete a downloaded copy (MODEL_DIR/media) that could not be used: downloads are reused by reference,
+        so without this a file fixed in Label Studio would never be fetched again. Local files are left alone."""
+        if path is None:
+            return
+        try:
+            if path.resolve().parent == (Path(self.settings.model_dir) / MEDIA_CACHE).resolve():
+                path.unlink(missing_ok=True)
+        except OSError as exc:
+            log.warning("could not delete the unusable download %s: %s", path, exc)
 
     def _resolve(self, task: dict, targets: ConfigTargets, source) -> tuple[Path, str]:
         """The task's audio as a local file, and its prediction cache key."""
