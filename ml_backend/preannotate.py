@@ -1,7 +1,7 @@
 """``ls-acestep preannotate``: pre-annotate a whole Label Studio project in this process, with the same pipeline as
 the backend (``SongModel``) but without Label Studio's 100 s prediction timeout.
 
-Each prediction is posted as soon as it is made, and tasks that already hold a prediction of the current
+Each prediction is posted as soon as it is made, and tasks that already hold a real prediction of the current
 model_version are skipped (``--only-missing``, the default), so an interrupted run simply continues where it
 stopped when run again.
 """
@@ -39,7 +39,8 @@ class RunSummary:
 
 
 def select_tasks(tasks: list[dict], version: str, only_missing: bool, limit: int | None) -> tuple[list, int]:
-    """The tasks to predict (in project order) and how many were skipped for holding a ``version`` prediction."""
+    """The tasks to predict (in project order) and how many were skipped for holding a real ``version``
+    prediction (a failed task's ``<version>-failed`` marker does not count: ``worker.has_version``)."""
     from .worker import has_version
 
     todo, skipped = [], 0
