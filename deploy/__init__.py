@@ -1,2 +1,2 @@
-"""Deployment helpers for the docker-compose stack: the container healthcheck and the one-shot step that connects
-the backend to a Label Studio project. Both run inside the backend image (``python -m deploy.<module>``)."""
+"""Deployment helper for the docker-compose stack: the container healthcheck (``python -m deploy.healthcheck``,
+run inside the backend image). The stack's one-shot set-up step is ``ls-acestep connect`` (ml_backend/connect.py)."""

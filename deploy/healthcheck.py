@@ -1,29 +1,23 @@
 """Container healthcheck: ``python -m deploy.healthcheck`` exits 0 when the backend's ``/health`` answers 200.
 
-Standard library only, so it stays fast and works even when the app's own imports are broken. Reads the same
-variables as the backend: PORT, and BASIC_AUTH_USER/BASIC_AUTH_PASS when the backend requires basic auth.
+Standard library plus ml_backend.connect's basic_auth_header (that module loads only click), so it stays fast and
+works even when the model's imports (torch, transformers) are broken. Reads the same variables as the
+backend: PORT, and BASIC_AUTH_USER/BASIC_AUTH_PASS when the backend requires basic auth.
 """
 
 from __future__ import annotations
 
-import base64
 import os
 import sys
 import urllib.error
 import urllib.request
 
+from ml_backend.connect import basic_auth_header
+
 
 def health_url(port: str) -> str:
     """URL of the backend's /health on this container's loopback interface."""
     return f"http://127.0.0.1:{port}/health"
-
-
-def auth_header(user: str, password: str) -> dict[str, str]:
-    """HTTP basic-auth header for user/password, or no header when either is empty."""
-    if not (user and password):
-        return {}
-    token = base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
-    return {"Authorization": f"Basic {token}"}
 
 
 def check(url: str, headers: dict[str, str], timeout: float = 5.0) -> str | None:
@@ -43,7 +37,7 @@ def main() -> int:
     port = os.environ.get("PORT", "").strip() or "9090"
     user = os.environ.get("BASIC_AUTH_USER", "").strip()
     password = os.environ.get("BASIC_AUTH_PASS", "").strip()
-    problem = check(health_url(port), auth_header(user, password))
+    problem = check(health_url(port), basic_auth_header(user, password))
     if problem:
         print(f"unhealthy: {problem}", file=sys.stderr)
         return 1

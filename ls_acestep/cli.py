@@ -17,6 +17,7 @@ COMMANDS = {
     "serve": "ml_backend.cli:serve_command",
     "preannotate": "ml_backend.preannotate:preannotate_command",
     "up": "ml_backend.up:up_command",
+    "connect": "ml_backend.connect:connect_command",
 }
 
 

@@ -22,7 +22,6 @@ from pathlib import Path
 import click
 
 PROJECT_TITLE = "Songs (ls-acestep)"
-BACKEND_TITLE = "ls-acestep"
 USERNAME = "admin@localhost"
 STATE_FILE = "up.json"
 LS_REQUIREMENT = "label-studio==1.23.*"
@@ -186,32 +185,29 @@ def wait_for(check, child: Child, timeout: float, what: str) -> None:
     raise UpError(f"timed out after {timeout:.0f} s while {what}; see {child.log}")
 
 
-def ensure_project(client, state: UpState) -> tuple[int, bool]:
-    """The project of an earlier run, else the one titled PROJECT_TITLE, else a new one with the shipped config.
-    Returns (id, reused)."""
-    from label_config import shipped_config
+def set_up_project(state: UpState, ls_url: str, backend_url: str) -> bool:
+    """Run ``ls-acestep connect``'s steps against the Label Studio ``up`` started: the project of an earlier run
+    (state.project_id) if it still exists, else the one titled PROJECT_TITLE, else a new one with the shipped
+    config; the backend connected; its pre-labeling webhook (with the backend's basic-auth header when
+    BASIC_AUTH_USER/BASIC_AUTH_PASS are set, as the backend then requires). Sets state.project_id; returns whether
+    the project was reused."""
+    from ls_acestep.media import MediaError, make_client
 
-    if state.project_id is not None:
-        try:
-            return client.projects.get(id=state.project_id).id, True
-        except Exception:  # deleted in the UI since: make another
-            pass
-    for project in client.projects.list():
-        if project.title == PROJECT_TITLE:
-            return project.id, True
-    return client.projects.create(title=PROJECT_TITLE, label_config=shipped_config()).id, False
+    from .connect import ConnectError, Plan, ensure_backend, ensure_project, ensure_webhook
+    from .settings import Settings, SettingsError
 
-
-def ensure_backend_connected(client, project_id: int, backend_url: str) -> None:
-    """Connect the backend to the project (``POST /api/ml``) unless it is; an earlier connection of ours with an
-    old URL is pointed at the new one."""
-    for ml in client.ml.list(project=project_id):
-        if ml.url.rstrip("/") == backend_url:
-            return
-        if ml.title == BACKEND_TITLE:
-            client.ml.update(id=ml.id, url=backend_url)
-            return
-    client.ml.create(project=project_id, url=backend_url, title=BACKEND_TITLE, is_interactive=False)
+    try:
+        backend = Settings.from_env()  # the environment the backend was started with (bar ENGINE and paths)
+        plan = Plan(label_studio_url=ls_url, api_key=state.token, backend_url=backend_url,
+                    project_title=PROJECT_TITLE, basic_auth_user=backend.basic_auth_user,
+                    basic_auth_pass=backend.basic_auth_pass)
+        client = make_client(ls_url, state.token)
+        state.project_id, created = ensure_project(client, plan, known_id=state.project_id)
+        _, _, old_url = ensure_backend(client, state.project_id, plan)
+        ensure_webhook(client, state.project_id, plan, old_url)
+    except (ConnectError, MediaError, SettingsError) as exc:
+        raise UpError(f"setting up the project in Label Studio failed: {exc}") from None
+    return not created
 
 
 @dataclass
@@ -346,13 +342,8 @@ def up_command(data_dir: Path, host: str, port: int, backend_port: int, engine: 
         say(f"starting the backend on {backend_url} with ENGINE={engine} ({why}) ...")
         children.append(start_backend(layout, state, engine, ls_url, backend_port))
 
-        from ls_acestep.media import make_client
-
-        client = make_client(ls_url, state.token)
-        project_id, reused = ensure_project(client, state)
-        state.project_id = project_id
+        reused = set_up_project(state, ls_url, backend_url)
         save_state(layout.state, state)
-        ensure_backend_connected(client, project_id, backend_url)
         for line in summary_lines(layout, state, ls_url, backend_url, engine, why, reused):
             click.echo(line)
         sys.stdout.flush()

@@ -34,6 +34,8 @@ WSGI_TARGET = "ml_backend._wsgi:app"
 
 # Code that reads the environment (the backend, its helpers, the CLIs, the deploy scripts).
 CODE_DIRS = ("ml_backend", "ls_acestep", "converters", "deploy")
+# The init service's command (`ls-acestep connect`): its variables go to that service, not to the backend.
+INIT_CODE = "ml_backend/connect.py"
 # Names the code reads that are not settings of ours.
 NOT_SETTINGS = {"WERKZEUG_RUN_MAIN": "set by Flask's reloader in its child process"}
 # Backend settings that docker-compose.yml fixes for the container instead of taking them from .env.
@@ -195,7 +197,7 @@ def test_compose_declares_the_stack(compose):
     # init runs in the backend image, once
     assert services["init"]["image"] == services["ml-backend"]["image"]
     assert services["init"]["restart"] == "no"
-    assert services["init"]["command"] == ["python", "-m", "deploy.connect"]
+    assert services["init"]["command"] == ["ls-acestep", "connect"]  # the image pip-installs the project
     assert services["init"]["healthcheck"] == {"disable": True}  # not the backend: no /health to probe
 
 
@@ -288,12 +290,20 @@ def test_secrets_must_be_set(compose):
 
 def test_backend_container_gets_every_setting(compose):
     env = compose["services"]["ml-backend"]["environment"]
-    backend_reads = {n for n, files in env_names_in_code().items() if any(f.startswith("ml_backend") for f in files)}
+    backend_reads = {n for n, files in env_names_in_code().items()
+                     if any(f.startswith("ml_backend") and f != INIT_CODE for f in files)}
     missing = (set(ENV_VARS) | backend_reads) - set(env)
     assert not missing, f"add to the backend's environment in docker-compose.yml: {sorted(missing)}"
     for name, value in env.items():
         if name not in FIXED_IN_COMPOSE:
             assert str(value).startswith("${" + name), f"{name} should come from .env: ${{{name}:-default}}"
+
+
+def test_init_container_variables_are_read_by_the_connect_step(compose):
+    """Every variable compose gives the init service is one `ls-acestep connect` reads (and so is not a typo)."""
+    connect_reads = {n for n, files in env_names_in_code().items() if INIT_CODE in files}
+    assert {"ML_BACKEND_URL", "PROJECT_TITLE", "SONGS_STORAGE_PATH", "BASIC_AUTH_USER"} <= connect_reads
+    assert set(compose["services"]["init"]["environment"]) <= connect_reads
 
 
 def test_compose_defaults_are_the_settings_defaults(compose, monkeypatch):
@@ -441,7 +451,7 @@ def test_dockerignore_sends_what_the_image_needs():
     patterns = [p.strip() for p in (ROOT / ".dockerignore").read_text().splitlines()
                 if p.strip() and not p.startswith("#")]
     packages = re.search(r"packages = \[(.*?)\]", (ROOT / "pyproject.toml").read_text()).group(1)
-    needed = ["pyproject.toml", "README.md", "requirements.txt", "ml_backend/_wsgi.py", "deploy/connect.py",
+    needed = ["pyproject.toml", "README.md", "requirements.txt", "ml_backend/_wsgi.py", "ml_backend/connect.py",
               "deploy/healthcheck.py", "label_config/song_annotation.xml"]
     needed += [f"{p.strip().strip(chr(34))}/__init__.py" for p in packages.split(",")]
     for path in needed:

@@ -1,4 +1,4 @@
-"""deploy/connect.py (the stack's `init` step) against a local stand-in for Label Studio's REST API that records
+"""ml_backend/connect.py (`ls-acestep connect`, the stack's `init` step) against a local stand-in for Label Studio's REST API that records
 every call, so the tests pin the exact requests label-studio-sdk sends. The stand-in answers the way Label Studio
 1.23 does: paginated project lists that 404 past the last page, error bodies with `validation_errors`."""
 
@@ -18,8 +18,8 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from deploy import connect
 from label_config import shipped_config
+from ml_backend import connect
 
 ROOT = Path(__file__).resolve().parents[1]
 TOKEN = "legacy-token-for-tests"
@@ -59,6 +59,9 @@ class FakeLabelStudio:
             return 200, {"status": "UP"}
         if method == "GET" and path == "/api/projects/":
             return self._project_page(query)
+        if method == "GET" and path.startswith("/api/projects/"):
+            project = next((p for p in self.projects if p["id"] == int(path.split("/")[-2])), None)
+            return (200, project) if project else (404, {"detail": "Not found."})
         if method == "POST" and path == "/api/projects/":
             project = {"id": len(self.projects) + 1, "title": body["title"], "label_config": body["label_config"]}
             self.projects.append(project)
@@ -74,6 +77,10 @@ class FakeLabelStudio:
                 self._add_webhook({"url": body["url"] + "/webhook", "project": body["project"], "headers": {},
                                    "send_payload": True, "send_for_all_actions": True})
             return 201, backend
+        if method == "PATCH" and path.startswith("/api/ml/"):
+            backend = next(b for b in self.backends if b["id"] == int(path.rstrip("/").split("/")[-1]))
+            backend.update(body)
+            return 200, backend
         if method == "GET" and path == "/api/webhooks/":
             return 200, [w for w in self.webhooks if w["project"] == int(query["project"])]
         if method == "POST" and path == "/api/webhooks/":
@@ -298,7 +305,7 @@ def test_label_studio_not_answering():
 
 def test_wait_for_health_polls_until_the_deadline(monkeypatch):
     answers = iter([503, 503, 200])
-    monkeypatch.setattr(connect.requests, "get", lambda url, timeout: type("R", (), {"status_code": next(answers)}))
+    monkeypatch.setattr("requests.get", lambda url, timeout: type("R", (), {"status_code": next(answers)}))
     now = [0.0]
     sleeps = []
     connect.wait_for_health("Label Studio", "http://ls:8080", timeout_s=10, interval_s=2,
@@ -311,14 +318,17 @@ def test_wait_for_health_polls_until_the_deadline(monkeypatch):
 
 
 def test_compose_init_service_runs_it_with_its_environment(fake_ls, tmp_path):
-    """`python -m deploy.connect` with the environment docker-compose.yml gives the init service (Label Studio's
-    address swapped for the stand-in's): the variable names of both must agree."""
+    """The init service's command (`ls-acestep connect`, the console script this venv installed) with the
+    environment docker-compose.yml gives it (Label Studio's address swapped for the stand-in's): the variable names
+    of both must agree."""
     init = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]["init"]
     from tests.test_deploy import resolve
 
     env = {k: str(v) for k, v in resolve(init["environment"], {"LABEL_STUDIO_USER_TOKEN": TOKEN}).items()}
     env["LABEL_STUDIO_URL"] = fake_ls.url
-    out = subprocess.run([sys.executable, *init["command"][1:]], cwd=ROOT, capture_output=True, text=True,
+    script = Path(sys.executable).parent / init["command"][0]
+    assert script.exists(), f"{script}: install the project into this venv (pip install -e .)"
+    out = subprocess.run([str(script), *init["command"][1:]], cwd=ROOT, capture_output=True, text=True,
                          env={**{k: v for k, v in os.environ.items() if k not in env}, **env}, timeout=60)
     assert out.returncode == 0, out.stderr
     assert fake_ls.backends[0]["url"] == "http://ml-backend:9090"
@@ -351,3 +361,35 @@ def test_custom_label_config_for_a_new_project(fake_ls, tmp_path):
     assert fake_ls.projects[0]["label_config"] == xml
     missing = run_cli(fake_ls, "--label-config", str(tmp_path / "nope.xml"))
     assert missing.exit_code == 2 and "nope.xml" in missing.output
+
+
+def test_backend_at_a_new_url_moves_our_connection_and_its_webhook(fake_ls):
+    """A second set-up with another backend URL (``up`` on another --backend-port, a renamed service) points our
+    earlier connection and its webhook at the new URL: no second backend, no imports sent to the dead address."""
+    assert run_cli(fake_ls).exit_code == 0
+    fake_ls.calls.clear()
+    result = CliRunner().invoke(connect.connect_command, ["--ls-url", fake_ls.url, "--ls-token", TOKEN,
+                                                          "--backend-url", "http://ml-backend:9191", "--wait", "5"])
+    assert result.exit_code == 0, result.output
+    assert fake_ls.api_calls() == [("GET", "/api/projects/"), ("GET", "/api/ml/"), ("PATCH", "/api/ml/1"),
+                                   ("GET", "/api/webhooks/"), ("PATCH", "/api/webhooks/1/")]
+    assert [b["url"] for b in fake_ls.backends] == ["http://ml-backend:9191"]
+    assert [w["url"] for w in fake_ls.webhooks] == ["http://ml-backend:9191/webhook"]
+    assert f"ML backend 1 at http://ml-backend:9191 moved from {BACKEND}" in result.output
+    assert "webhook 1 to http://ml-backend:9191/webhook moved to the new URL" in result.output
+
+
+def test_a_saved_project_id_is_used_while_it_exists(fake_ls):
+    """``up`` passes the id it saved: that project wins over the title; once deleted, the title is looked up."""
+    from ls_acestep.media import make_client
+
+    fake_ls.projects = [{"id": 1, "title": "Songs", "label_config": "<View/>"},
+                        {"id": 2, "title": "Renamed by the user", "label_config": "<View/>"}]
+    client, plan = make_client(fake_ls.url, TOKEN), connect.Plan(fake_ls.url, TOKEN, BACKEND)
+    assert connect.ensure_project(client, plan, known_id=2) == (2, False)
+    assert fake_ls.api_calls() == [("GET", "/api/projects/2/")]
+    fake_ls.projects.pop()
+    assert connect.ensure_project(client, plan, known_id=2) == (1, False)
+    fake_ls.projects.clear()
+    assert connect.ensure_project(client, plan, known_id=2) == (1, True)
+    assert fake_ls.projects[0]["label_config"] == shipped_config()

@@ -97,6 +97,8 @@ def test_up_starts_connects_stops_and_reuses(label_studio, tmp_path):
         assert project["title"] == "Songs (ls-acestep)" and '<Audio name="audio"' in project["label_config"]
         backends = requests.get(f"{info['url']}/api/ml?project={info['project']}", headers=api, timeout=10).json()
         assert [b["url"] for b in backends] == [f"http://127.0.0.1:{backend_port}"]
+        hooks = requests.get(f"{info['url']}/api/webhooks/?project={info['project']}", headers=api, timeout=10).json()
+        assert [h["url"] for h in hooks] == [f"http://127.0.0.1:{backend_port}/webhook"]  # imports reach the backend
         assert requests.get(f"http://127.0.0.1:{backend_port}/health", timeout=10).json()["engine"] == "dsp"
         # the printed login works on the login form
         session = requests.Session()
@@ -126,6 +128,8 @@ def test_up_starts_connects_stops_and_reuses(label_studio, tmp_path):
         assert titles.count("Songs (ls-acestep)") == 1
         backends = requests.get(f"{again['url']}/api/ml?project={again['project']}", headers=api, timeout=10).json()
         assert len(backends) == 1
+        hooks = requests.get(f"{again['url']}/api/webhooks/?project={again['project']}", headers=api, timeout=10)
+        assert len(hooks.json()) == 1
         assert second.interrupt() == 0, second.text
     finally:
         if second.proc.poll() is None:

@@ -1,17 +1,21 @@
-"""One-shot set-up of a fresh stack: make sure Label Studio has the song project (the shipped labeling config), the
-ML backend connected to it with its pre-labeling webhook and, optionally, a local-files storage over the songs
-folder, synced. Idempotent: a
-second run finds what the first one made and changes nothing (it only syncs the storage again, which imports new
-files). Runs as the ``init`` service of docker-compose.yml, or by hand::
+"""``ls-acestep connect``: make sure Label Studio has the song project (the shipped labeling config), the ML backend
+connected to it with its pre-labeling webhook and, optionally, a local-files storage over the songs folder, synced.
+Idempotent: a second run finds what the first one made and changes nothing (it only syncs the storage again, which
+imports new files). Runs as the ``init`` service of docker-compose.yml, or by hand::
 
-    python -m deploy.connect --ls-url http://localhost:8080 --ls-token TOKEN --backend-url http://ml-backend:9090
+    ls-acestep connect --ls-url http://localhost:8080 --ls-token TOKEN --backend-url http://ml-backend:9090
 
 The backend URL is the one *Label Studio* uses to reach the backend (on the compose network:
-http://ml-backend:9090), not the one your browser uses.
+http://ml-backend:9090), not the one your browser uses. ``ls-acestep up`` runs the same steps (ensure_project,
+ensure_backend, ensure_webhook) against the Label Studio it starts.
+
+Only the standard library and click are imported at module level: the container healthcheck imports
+basic_auth_header from here, and ``ls-acestep --help`` stays fast.
 """
 
 from __future__ import annotations
 
+import base64
 import re
 import time
 from dataclasses import dataclass
@@ -19,17 +23,9 @@ from pathlib import Path
 from typing import Callable
 
 import click
-import requests
 
-from label_config import shipped_config
-from label_config.sidecar import AUDIO_EXTENSIONS
-
-from .healthcheck import auth_header
-
-BACKEND_TITLE = "ls-acestep"
+BACKEND_TITLE = "ls-acestep"  # the title our ML backend connections carry; an old one is recognised by it
 STORAGE_TITLE = "songs"
-# Label Studio matches regex_filter against each file's path; only audio becomes a task.
-AUDIO_REGEX = r"(?i).*\.(" + "|".join(ext.lstrip(".") for ext in AUDIO_EXTENSIONS) + r")$"
 
 
 class ConnectError(Exception):
@@ -57,12 +53,27 @@ class Outcome:
     project_id: int
     project_created: bool
     backend_id: int
-    backend_created: bool
+    backend_change: str = "found"  # found | created | moved from <old URL>
     webhook_id: int = 0
-    webhook_change: str = "found"  # found | created | given the basic-auth header
+    webhook_change: str = "found"  # found | created | moved to the new URL | given the basic-auth header
     storage_id: int | None = None
     storage_created: bool = False
     tasks_imported: int | None = None
+
+
+def basic_auth_header(user: str, password: str) -> dict[str, str]:
+    """HTTP basic-auth header for user/password, or no header when either is empty."""
+    if not (user and password):
+        return {}
+    token = base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
+    return {"Authorization": f"Basic {token}"}
+
+
+def audio_regex() -> str:
+    """Label Studio matches a storage's regex_filter against each file's path; only audio becomes a task."""
+    from label_config.sidecar import AUDIO_EXTENSIONS
+
+    return r"(?i).*\.(" + "|".join(ext.lstrip(".") for ext in AUDIO_EXTENSIONS) + r")$"
 
 
 # ---- waiting for the services ----------------------------------------------------------------------------------
@@ -72,6 +83,8 @@ def wait_for_health(name: str, url: str, timeout_s: float, interval_s: float = 2
                     sleep: Callable[[float], None] = time.sleep,
                     clock: Callable[[], float] = time.monotonic) -> None:
     """Poll ``url + /health`` until it answers 200, for at most timeout_s seconds (every interval_s seconds)."""
+    import requests
+
     health = url.rstrip("/") + "/health"
     deadline = clock() + timeout_s
     while True:
@@ -105,8 +118,16 @@ def find_project(client, title: str):
         page += 1
 
 
-def ensure_project(client, plan: Plan) -> tuple[int, bool]:
-    """(project id, created?). An existing project keeps its labeling config: the user may have edited it."""
+def ensure_project(client, plan: Plan, known_id: int | None = None) -> tuple[int, bool]:
+    """(project id, created?): the project ``known_id`` when it still exists (``up`` saves the id of the one it
+    made), else the one titled exactly ``plan.project_title``, else a new one with ``plan.label_config`` (default:
+    the shipped config). An existing project keeps its labeling config: the user may have edited it."""
+    from label_config import shipped_config
+
+    if known_id is not None:
+        project = _call("looking up the saved project", lambda: client.projects.get(id=known_id), missing_ok=True)
+        if project is not None:
+            return project.id, False
     project = _call("looking up the project", lambda: find_project(client, plan.project_title))
     if project is not None:
         return project.id, False
@@ -120,30 +141,44 @@ def _same_url(a: str | None, b: str) -> bool:
     return (a or "").rstrip("/") == b.rstrip("/")
 
 
-def ensure_backend(client, project_id: int, plan: Plan) -> tuple[int, bool]:
-    """(ML backend id, created?): connect ``plan.backend_url`` to the project unless it already is."""
-    existing = _call("listing the project's ML backends", lambda: client.ml.list(project=project_id))
-    for backend in existing or []:
+def ensure_backend(client, project_id: int, plan: Plan) -> tuple[int, str, str]:
+    """(ML backend id, what changed, its previous URL or ""): connect ``plan.backend_url`` to the project unless
+    it already is. An earlier connection of ours (titled BACKEND_TITLE) at another URL, e.g. ``up`` on another
+    --backend-port, is pointed at the new URL instead of leaving a dead backend beside the new one."""
+    existing = list(_call("listing the project's ML backends", lambda: client.ml.list(project=project_id)) or [])
+    for backend in existing:
         if _same_url(backend.url, plan.backend_url):
-            return backend.id, False
+            return backend.id, "found", ""
     options: dict = {"title": BACKEND_TITLE, "is_interactive": False}
     if plan.basic_auth_user:
         options.update(auth_method="BASIC_AUTH", basic_auth_user=plan.basic_auth_user,
                        basic_auth_pass=plan.basic_auth_pass)
+    ours = next((b for b in existing if b.title == BACKEND_TITLE), None)
+    if ours is not None:
+        _call("pointing the ML backend at its new URL", lambda: client.ml.update(
+            id=ours.id, url=plan.backend_url, **options))
+        return ours.id, f"moved from {ours.url}", ours.url
     created = _call("connecting the ML backend", lambda: client.ml.create(
         url=plan.backend_url, project=project_id, **options))
-    return created.id, True
+    return created.id, "created", ""
 
 
-def ensure_webhook(client, project_id: int, plan: Plan) -> tuple[int, str]:
+def ensure_webhook(client, project_id: int, plan: Plan, old_backend_url: str = "") -> tuple[int, str]:
     """(webhook id, what changed) for the webhook that brings TASKS_CREATED to the backend's /webhook (pre-labeling
     on import). Label Studio creates it when a backend is connected, but silently skips it when its SSRF guard
     refuses the address, and never adds the backend's basic-auth header (the backend then answers 401): create it
-    when missing, add the header when the backend has basic auth."""
+    when missing, add the header when the backend has basic auth. The webhook of a backend that moved from
+    ``old_backend_url`` follows it, so imports are not also sent to the old address."""
     url = plan.backend_url + "/webhook"
-    headers = auth_header(plan.basic_auth_user, plan.basic_auth_pass)
-    hooks = _call("listing the project's webhooks", lambda: client.webhooks.list(project=str(project_id)))
-    hook = next((h for h in hooks or [] if _same_url(h.url, url)), None)
+    headers = basic_auth_header(plan.basic_auth_user, plan.basic_auth_pass)
+    hooks = list(_call("listing the project's webhooks", lambda: client.webhooks.list(project=str(project_id))) or [])
+    hook = next((h for h in hooks if _same_url(h.url, url)), None)
+    old = next((h for h in hooks if old_backend_url and _same_url(h.url, old_backend_url.rstrip("/") + "/webhook")),
+               None)
+    if hook is None and old is not None:
+        _call("moving the pre-labeling webhook to the new URL", lambda: client.webhooks.update(
+            id=old.id, url=url, headers={**dict(old.headers or {}), **headers}))
+        return old.id, "moved to the new URL"
     if hook is None:
         created = _call("creating the pre-labeling webhook", lambda: client.webhooks.create(
             url=url, project=project_id, send_payload=True, send_for_all_actions=True, headers=headers))
@@ -164,7 +199,7 @@ def ensure_storage(client, project_id: int, plan: Plan) -> tuple[int, bool, int 
     created = match is None
     if created:
         match = _call("adding the songs folder as local-files storage", lambda: client.import_storage.local.create(
-            project=project_id, path=plan.storage_path, title=STORAGE_TITLE, regex_filter=AUDIO_REGEX,
+            project=project_id, path=plan.storage_path, title=STORAGE_TITLE, regex_filter=audio_regex(),
             use_blob_urls=True, recursive_scan=True))
     synced = _call("syncing the songs folder", lambda: client.import_storage.local.sync(id=match.id))
     return match.id, created, getattr(synced, "last_sync_count", None)
@@ -173,9 +208,9 @@ def ensure_storage(client, project_id: int, plan: Plan) -> tuple[int, bool, int 
 def connect(client, plan: Plan) -> Outcome:
     """Run every step in order; each one is idempotent."""
     project_id, project_created = ensure_project(client, plan)
-    backend_id, backend_created = ensure_backend(client, project_id, plan)
-    outcome = Outcome(project_id, project_created, backend_id, backend_created)
-    outcome.webhook_id, outcome.webhook_change = ensure_webhook(client, project_id, plan)
+    backend_id, backend_change, old_url = ensure_backend(client, project_id, plan)
+    outcome = Outcome(project_id, project_created, backend_id, backend_change)
+    outcome.webhook_id, outcome.webhook_change = ensure_webhook(client, project_id, plan, old_url)
     if plan.storage_path:
         outcome.storage_id, outcome.storage_created, outcome.tasks_imported = ensure_storage(client, project_id, plan)
     return outcome
@@ -201,13 +236,16 @@ _HINTS = (
 )
 
 
-def _call(action: str, step: Callable):
-    """Run one API step; turn SDK and network errors into a ConnectError naming the step and the remedy."""
+def _call(action: str, step: Callable, missing_ok: bool = False):
+    """Run one API step; turn SDK and network errors into a ConnectError naming the step and the remedy. With
+    missing_ok, a 404 answer gives None."""
     from label_studio_sdk.core.api_error import ApiError
 
     try:
         return step()
     except ApiError as exc:
+        if missing_ok and exc.status_code == 404:
+            return None
         raise ConnectError(explain(action, exc.status_code, exc.body)) from None
     except Exception as exc:  # httpx transport errors and the like: the SDK does not wrap them
         if type(exc).__module__.split(".")[0] not in ("httpx", "httpcore"):
@@ -248,7 +286,7 @@ def describe(outcome: Outcome, plan: Plan) -> str:
     """Human summary of an Outcome."""
     verb = {True: "created", False: "found"}
     lines = [f"project {outcome.project_id} '{plan.project_title}' {verb[outcome.project_created]}",
-             f"ML backend {outcome.backend_id} at {plan.backend_url} {verb[outcome.backend_created]}",
+             f"ML backend {outcome.backend_id} at {plan.backend_url} {outcome.backend_change}",
              f"webhook {outcome.webhook_id} to {plan.backend_url}/webhook {outcome.webhook_change}"]
     if outcome.storage_id is not None:
         imported = "" if outcome.tasks_imported is None else f", {outcome.tasks_imported} new task(s)"
@@ -295,6 +333,3 @@ def connect_command(ls_url, ls_token, backend_url, project_title, storage_path, 
         raise click.ClickException(str(exc)) from None
     click.echo(describe(outcome, plan))
 
-
-if __name__ == "__main__":
-    connect_command(prog_name="python -m deploy.connect")
