@@ -15,9 +15,11 @@ import math
 import os
 import re
 import shutil
+import signal
 import subprocess
 import tempfile
 import unicodedata
+from collections import deque
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -348,6 +350,157 @@ def _same_file_content(a: Path, b: Path) -> bool:
     import filecmp
 
     return filecmp.cmp(a, b, shallow=True)
+
+
+# --- writing in a helper process -----------------------------------------------------------------------------
+
+class BackgroundWriter:
+    """Writes tasks' text files (``atomic_write``) in a helper process, so that creating files, which is mostly
+    kernel time and slow on some file systems, overlaps with reading and converting the next tasks on another
+    core. (A thread does not help: its hand-offs of the GIL cost more than they save.)
+
+    ``submit`` queues one task's files; its ``done()`` runs on the caller's thread only once they are all on
+    disk, or ``failed(exc)`` if one could not be written. ``in_order(fn)`` runs ``fn`` after the callbacks queued
+    before it (at once when none is). So callbacks run in submission order, and at most ``depth`` tasks are in
+    flight, which keeps memory bounded. ``close`` waits for everything. If the helper process cannot be started
+    or dies, the files are written in this process instead."""
+
+    def __init__(self, batch: int = 32, depth: int = 256):
+        self._batch_size, self._depth = batch, depth
+        self._batch: list = []  # (task_id, files) not sent yet
+        self._queue: deque = deque()  # [task_id, files, done, failed] in submission order; files None for in_order
+        self._results: deque = deque()  # (task_id, exception or None) received, not yet matched
+        self._writing = 0  # entries of _queue with files
+        self._unanswered = 0  # tasks sent to the helper and not answered yet
+        self._busy: dict[int, int] = {}  # task id -> its entries in _queue with files
+        try:
+            import multiprocessing
+
+            self._conn, child = multiprocessing.Pipe()
+            self._process = multiprocessing.Process(target=_write_loop, args=(child,), daemon=True,
+                                                    name="ls-acestep-writer")
+            self._process.start()
+            child.close()
+        except (OSError, ImportError):  # no process can be started here: write in this one
+            self._conn = self._process = None
+
+    def submit(self, task_id: int, files: list[tuple[str, bytes]], done, failed) -> None:
+        """Write ``files`` ([(path, bytes)]) for ``task_id``; then call ``done()`` or ``failed(exc)``."""
+        self._queue.append([task_id, files, done, failed])
+        self._writing += 1
+        self._busy[task_id] = self._busy.get(task_id, 0) + 1
+        if self._conn is None:
+            self._results.append((task_id, _write_task(files)))
+        else:
+            self._batch.append((task_id, files))
+            if len(self._batch) >= self._batch_size:
+                self._send()
+        self._settle(self._depth)
+
+    def in_order(self, fn) -> None:
+        """Call ``fn()`` after the callbacks of the tasks submitted so far."""
+        if self._queue:
+            self._queue.append([None, None, fn, None])
+        else:
+            fn()
+
+    def wait_for(self, task_id: int) -> None:
+        """Finish the queued writes of ``task_id`` (an export that holds a task twice), and those before them."""
+        while self._busy.get(task_id):
+            self._settle(0, until_one=True)
+
+    def close(self) -> None:
+        """Wait for every queued write and run every callback; stop the helper process."""
+        self._settle(0)
+        if self._conn is not None:
+            try:
+                self._conn.send(None)
+            except OSError:
+                pass
+            self._conn.close()
+            self._process.join()
+            self._conn = self._process = None
+
+    def _send(self) -> None:
+        if not self._batch:
+            return
+        batch, self._batch = self._batch, []
+        try:
+            self._conn.send(batch)
+            self._unanswered += len(batch)
+        except OSError:  # the helper is gone
+            self._take_over()
+
+    def _receive(self) -> None:
+        """Wait for the helper's next answer (sending the batch it would otherwise wait for)."""
+        if not self._unanswered:
+            self._send()
+            if not self._unanswered:  # written here after all
+                return
+        try:
+            answer = self._conn.recv()
+        except (EOFError, OSError):
+            self._take_over()
+            return
+        self._unanswered -= len(answer)
+        self._results.extend(answer)
+
+    def _take_over(self) -> None:
+        """The helper is gone: write here, in order, what it has not confirmed (writing again a file it did
+        write is harmless: the same bytes)."""
+        unconfirmed = [entry for entry in self._queue if entry[1] is not None][len(self._results):]
+        self._conn = self._process = None
+        self._batch, self._unanswered = [], 0
+        for task_id, files, _, _ in unconfirmed:
+            self._results.append((task_id, _write_task(files)))
+
+    def _settle(self, keep: int, until_one: bool = False) -> None:
+        """Run the callbacks whose writes are confirmed; wait for answers while more than ``keep`` tasks are in
+        flight (with ``until_one``, only until one task's callback ran)."""
+        while self._queue:
+            task_id, files, done, failed = self._queue[0]
+            if files is not None:
+                if not self._results:
+                    if self._writing <= keep and not (self._conn is not None and self._conn.poll()):
+                        return
+                    self._receive()
+                    continue
+                answered, error = self._results.popleft()
+                assert answered == task_id, (answered, task_id)
+                self._writing -= 1
+                self._busy[task_id] -= 1
+                if not self._busy[task_id]:
+                    del self._busy[task_id]
+            self._queue.popleft()
+            if files is not None and error is not None:
+                failed(error)
+            else:
+                done()
+            if until_one and files is not None:
+                return
+
+
+def _write_task(files: list[tuple[str, bytes]]) -> BaseException | None:
+    """Write one task's files; the exception that stopped it, or None."""
+    try:
+        for path, data in files:
+            atomic_write(path, data)
+    except Exception as exc:
+        return exc if isinstance(exc, OSError) else RuntimeError(f"{type(exc).__name__}: {exc}")
+    return None
+
+
+def _write_loop(conn) -> None:
+    """The helper process: for each batch of [(task_id, files)], write them and answer [(task_id, error)]."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C stops the parent, which then waits for these writes
+    while True:
+        try:
+            batch = conn.recv()
+        except EOFError:  # the parent is gone
+            return
+        if batch is None:
+            return
+        conn.send([(task_id, _write_task(files)) for task_id, files in batch])
 
 
 # --- spooled lists ---------------------------------------------------------------------------------------------
