@@ -362,10 +362,11 @@ class BackgroundWriter:
     ``submit`` queues one task's files; its ``done()`` runs on the caller's thread only once they are all on
     disk, or ``failed(exc)`` if one could not be written. ``in_order(fn)`` runs ``fn`` after the callbacks queued
     before it (at once when none is). So callbacks run in submission order, and at most ``depth`` tasks are in
-    flight, which keeps memory bounded. ``close`` waits for everything. If the helper process cannot be started
+    flight, which keeps memory bounded; ``batch`` tasks go to the helper in one message (16 tasks of a few KB fit
+    in a pipe's 64 KB buffer, so sending seldom waits). ``close`` waits for everything. If the helper process cannot be started
     or dies, the files are written in this process instead."""
 
-    def __init__(self, batch: int = 32, depth: int = 256):
+    def __init__(self, batch: int = 16, depth: int = 256):
         self._batch_size, self._depth = batch, depth
         self._batch: list = []  # (task_id, files) not sent yet
         self._queue: deque = deque()  # [task_id, files, done, failed] in submission order; files None for in_order
