@@ -78,7 +78,7 @@ def write_export(path: Path, tasks: int) -> None:
 
 def worker(kind: str, export: Path, out: Path) -> None:
     """Run one conversion in this process and print {"seconds", "cpu", "peak_mb"} as JSON (wall and CPU
-    seconds of the conversion call, its helper process included; peak resident memory in MB)."""
+    seconds of the conversion call, peak resident memory of the whole process in MB)."""
     if kind == "ours":
         from converters.convert import Options, convert
 
@@ -114,12 +114,8 @@ def worker(kind: str, export: Path, out: Path) -> None:
         Converter(config=shipped_config(), project_dir=None, download_resources=False).convert_to_json_min(
             str(export), str(out), is_dir=False)
         seconds = time.perf_counter() - start
-    # The converter writes its files in a helper process: its CPU time and peak memory count too (the peak as
-    # the sum of both processes' peaks, an upper bound).
-    children = resource.getrusage(resource.RUSAGE_CHILDREN)
-    peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss + children.ru_maxrss  # KiB on Linux
-    cpu = time.process_time() - cpu + children.ru_utime + children.ru_stime
-    print(json.dumps({"seconds": seconds, "cpu": cpu, "peak_mb": peak_kb / 1024}))
+    peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+    print(json.dumps({"seconds": seconds, "cpu": time.process_time() - cpu, "peak_mb": peak_kb / 1024}))
 
 
 def measure(kind: str, export: Path, out: Path) -> dict:

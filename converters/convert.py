@@ -13,7 +13,6 @@ import os
 import sys
 import uuid
 from dataclasses import dataclass, field, replace
-from functools import partial
 from pathlib import Path
 
 from label_config.sidecar import INSTRUMENTAL_LYRICS, lyrics_file_text, to_sidecar
@@ -90,7 +89,6 @@ class Run:
         # An empty (or missing) dataset folder needs no per-file look-ups: stems are distinct within a run.
         self.fresh = not self.state.tasks and not (self.dataset.is_dir() and any(os.scandir(self.dataset)))
         self.any_vocals = False  # for the dataset file's all_instrumental
-        self.writes: writer.BackgroundWriter | None = None  # text files are written in a helper process
 
     def start(self) -> None:
         """Create the output folders and spools; called at the first task, so an unusable export writes
@@ -106,7 +104,6 @@ class Run:
         self.samples = writer.Spool(work, "samples")
         self.problems = writer.Spool(work, "problems")
         self.warnings = writer.Spool(work, "warnings")
-        self.writes = writer.BackgroundWriter()
 
     # -- per task ------------------------------------------------------------------------------------------------
 
@@ -121,44 +118,22 @@ class Run:
                 raise TaskError("the task has no integer \"id\"")
             choice, reason = choose(task, self.o.use_predictions)
             if choice is None:
-                return self.in_order(partial(self._problem, tid, "skipped", reason))
-            self._convert(tid, task, choice, label)
+                return self._problem(tid, "skipped", reason)
+            self._convert(tid, task, choice)
+        except TaskError as exc:
+            self._problem(tid, "failed", f"malformed task: {exc}", label)
+        except (MediaError, writer.AudioReadError) as exc:
+            self._problem(tid, "failed", str(exc), label)
+        except OSError as exc:  # reading the source audio or writing into DIR
+            self._problem(tid, "failed", f"file error: {exc}", label)
         except _DryDownload:
             raise
         except Exception as exc:  # one odd task must not end the run: report it and go on
-            self.in_order(partial(self._failed, tid, label, exc))
-
-    def _failed(self, tid, label: str, exc: Exception) -> None:
-        """Report a task that could not be converted, with what went wrong."""
-        if isinstance(exc, TaskError):
-            self._problem(tid, "failed", f"malformed task: {exc}", label)
-        elif isinstance(exc, (MediaError, writer.AudioReadError)):
-            self._problem(tid, "failed", str(exc), label)
-        elif isinstance(exc, OSError):  # reading the source audio or writing into DIR
-            self._problem(tid, "failed", f"file error: {exc}", label)
-        else:
             self._problem(tid, "failed", f"unexpected {type(exc).__name__}: {exc}; please report this with the "
                           "task's JSON", label)
 
-    def in_order(self, fn) -> None:
-        """Call ``fn`` once the tasks before this one are done, so that reports keep the export's order."""
-        if self.writes is None:
-            fn()
-        else:
-            self.writes.in_order(fn)
-
-    def _guarded(self, tid, label: str, fn) -> None:
-        """Call ``fn`` (a task's bookkeeping, run later than the task itself) and report its failure as the
-        task's."""
-        try:
-            fn()
-        except Exception as exc:
-            self._failed(tid, label, exc)
-
-    def _convert(self, tid: int, task: dict, choice, label: str) -> None:
+    def _convert(self, tid: int, task: dict, choice) -> None:
         o = self.o
-        if self.writes is not None:
-            self.writes.wait_for(tid)  # the same task twice in one export: the first one's files come first
         ref = audio_ref(task)
         stem, ext = writer.stem_and_ext(ref)
         stem = self.stems.assign(tid, stem)
@@ -204,16 +179,11 @@ class Run:
         on_disk = _read_kept_sidecar(side_plan, sidecar, converted.warnings)
         lyrics_text = lyrics if lyr_plan.action != "kept" else lyr_plan.path.read_text(encoding="utf-8")
 
-        if src is not None:
-            writer.place_audio(src, audio_dest, o.audio, move=move)
-
-        def written() -> None:  # only once the files are on disk
-            self.state.record(tid, entry)
-            self._rows(tid, choice, on_disk, lyrics_text, audio_dest, side_plan.path, lyr_plan.path, duration)
-            self._count(choice, converted.warnings, kept, tid)
-
-        files = [(str(p.path), p.data) for p in (side_plan, lyr_plan) if p.action in ("new", "update")]
-        self.writes.submit(tid, files, partial(self._guarded, tid, label, written), partial(self._failed, tid, label))
+        _write_files(src, audio_dest, o.audio, move,
+                     [p for p in (side_plan, lyr_plan) if p.action in ("new", "update")])
+        self.state.record(tid, entry)  # only once the files are on disk
+        self._rows(tid, choice, on_disk, lyrics_text, audio_dest, side_plan.path, lyr_plan.path, duration)
+        self._count(choice, converted.warnings, kept, tid)
 
     def _audio_source(self, tid: int, ref: str, dest: Path, previous) -> tuple[Path | None, bool, str]:
         """(file to read the audio from, whether it is a download to move into place, a word for the plan)."""
@@ -324,6 +294,14 @@ def provenance(tid: int, choice, ref: str) -> dict:
             "audio": ref, "model_version": choice.model_version}
 
 
+def _write_files(src: Path | None, audio_dest: Path, mode: str, move: bool, plans: list) -> None:
+    """Put one task's audio and text files in place."""
+    if src is not None:
+        writer.place_audio(src, audio_dest, mode, move=move)
+    for plan in plans:
+        writer.atomic_write(plan.path, plan.data)
+
+
 def _recorded(plan, previous_hash: str) -> str:
     """The hash to remember for a text file: what we wrote, or for a kept file the hash of what we last wrote
     (empty when we never wrote it), so that it stays protected on the next run."""
@@ -349,10 +327,6 @@ def _read_kept_sidecar(plan, ours: dict, warnings: list[str]) -> dict:
     return ours
 
 
-def _progress_in_order(run: Run, update, bytes_read: int) -> None:
-    run.in_order(partial(update, bytes_read))
-
-
 def convert(options: Options, say=None, progress_factory=None) -> Summary:
     """Convert ``options.export`` into ``options.out``; returns the run's Summary (its ``fatal`` names an
     unusable input). ``say`` prints one line; ``progress_factory(total_bytes)`` returns ``update(bytes_read)``."""
@@ -367,8 +341,6 @@ def convert(options: Options, say=None, progress_factory=None) -> Summary:
         return Summary(fatal=f"--out {out} exists and is not a folder")
     run = Run(options, say)
     update = progress_factory(export.stat().st_size) if progress_factory else None
-    if update is not None:  # progress counts tasks whose files are written, in step with the lines they print
-        update = partial(_progress_in_order, run, update)
     try:
         for index, task in enumerate(iter_tasks(export, progress=update)):
             if not run.started:
@@ -385,8 +357,6 @@ def convert(options: Options, say=None, progress_factory=None) -> Summary:
     except ExportError as exc:
         run.summary.fatal = str(exc)
     finally:
-        if run.writes is not None:
-            run.writes.close()  # the queued files, and the state of their tasks
         run.state.close()
     if run.started:
         run.finish()
