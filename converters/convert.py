@@ -76,6 +76,7 @@ class Run:
         self.out = Path(options.out)
         self.dataset = self.out / writer.DATASET_DIR
         self.dataset_abs = self.dataset.resolve()  # absolute paths in the ACE-Step dataset file
+        self.dataset_abs_str = str(self.dataset_abs)
         self.summary = Summary()
         self.state = writer.State(self.out)
         for warning in self.state.load():
@@ -138,7 +139,8 @@ class Run:
         stem, ext = writer.stem_and_ext(ref)
         stem = self.stems.assign(tid, stem)
         previous = self.state.tasks.get(tid)
-        audio_dest = self.dataset / f"{stem}{ext}"
+        audio_name = f"{stem}{ext}"
+        audio_dest = self.dataset / audio_name if o.audio != "none" else None  # no Path per task with none
 
         src, move, action = None, False, o.audio
         if o.audio != "none":
@@ -155,8 +157,8 @@ class Run:
             converted.warnings.append(f"the audio file name changed: files are now {stem}.*; the previous run's "
                                       f"{previous.stem}.* are left in {writer.DATASET_DIR}/ (delete them)")
         song = converted.song
-        sidecar = to_sidecar(song, provenance(tid, choice, ref))
         lyrics = lyrics_file_text(song)
+        sidecar = to_sidecar(song, provenance(tid, choice, ref), lyrics)
 
         side_plan = writer.plan_text(self.dataset / f"{stem}.json", writer.sidecar_bytes(sidecar),
                                      previous.sidecar_hash if previous else "", o.force, self.fresh)
@@ -166,7 +168,7 @@ class Run:
 
         if o.dry_run:
             where = f"{action} from {src}" if src else action
-            self.say(f"task {tid}: {writer.DATASET_DIR}/{audio_dest.name} ({where}); sidecar {side_plan.action}; "
+            self.say(f"task {tid}: {writer.DATASET_DIR}/{audio_name} ({where}); sidecar {side_plan.action}; "
                      f"lyrics {lyr_plan.action}")
             for w in converted.warnings:
                 self.say(f"task {tid}: warning: {w}")
@@ -175,14 +177,14 @@ class Run:
 
         entry = writer.TaskState(stem, ref, _recorded(side_plan, previous.sidecar_hash if previous else ""),
                                  _recorded(lyr_plan, previous.lyrics_hash if previous else ""),
-                                 audio_dest.name if o.audio != "none" else "")
+                                 audio_name if o.audio != "none" else "")
         on_disk = _read_kept_sidecar(side_plan, sidecar, converted.warnings)
         lyrics_text = lyrics if lyr_plan.action != "kept" else lyr_plan.path.read_text(encoding="utf-8")
 
         _write_files(src, audio_dest, o.audio, move,
                      [p for p in (side_plan, lyr_plan) if p.action in ("new", "update")])
         self.state.record(tid, entry)  # only once the files are on disk
-        self._rows(tid, choice, on_disk, lyrics_text, audio_dest, side_plan.path, lyr_plan.path, duration)
+        self._rows(tid, choice, on_disk, lyrics_text, audio_name, stem, duration)
         self._count(choice, converted.warnings, kept, tid)
 
     def _audio_source(self, tid: int, ref: str, dest: Path, previous) -> tuple[Path | None, bool, str]:
@@ -200,15 +202,16 @@ class Run:
         path = resolve_audio(ref, self.o.source, tid, client=self.client)
         return path, self.o.audio == "copy", "download"
 
-    def _rows(self, tid, choice, sidecar: dict, lyrics: str, audio: Path, side: Path, lyr: Path,
-              duration: float | None) -> None:
+    def _rows(self, tid, choice, sidecar: dict, lyrics: str, audio: str, stem: str, duration: float | None) -> None:
+        """The task's manifest and dataset rows; ``audio`` is the audio's file name in the dataset folder (plain
+        strings, not Paths: this runs once per task)."""
         folder = writer.DATASET_DIR  # manifest paths are relative to DIR (all files live in DIR/dataset)
         language = sidecar.get("language") or "unknown"
         self.manifest.add({
             "task_id": tid, "annotation_id": choice.id if choice.source == "annotation" else None,
             "prediction_id": choice.id if choice.source == "prediction" else None, "source": choice.source,
-            "audio_path": f"{folder}/{audio.name}", "sidecar_path": f"{folder}/{side.name}",
-            "lyrics_path": f"{folder}/{lyr.name}",
+            "audio_path": f"{folder}/{audio}", "sidecar_path": f"{folder}/{stem}.json",
+            "lyrics_path": f"{folder}/{stem}.lyrics.txt",
             "caption": sidecar.get("caption", ""), "duration": sidecar.get("duration", duration),
             "bpm": sidecar.get("bpm"), "keyscale": sidecar.get("keyscale", ""),
             "timesignature": sidecar.get("timesignature", ""), "language": language,
@@ -219,8 +222,8 @@ class Run:
         self.any_vocals = self.any_vocals or not instrumental
         self.samples.add({
             "id": str(uuid.uuid5(_UUID_NAMESPACE, f"task-{tid}")),
-            "audio_path": str(self.dataset_abs / audio.name),
-            "filename": audio.name, "caption": sidecar.get("caption", ""), "genre": sidecar.get("genre", ""),
+            "audio_path": os.path.join(self.dataset_abs_str, audio),
+            "filename": audio, "caption": sidecar.get("caption", ""), "genre": sidecar.get("genre", ""),
             "lyrics": lyrics, "raw_lyrics": "" if instrumental else lyrics,
             "formatted_lyrics": "" if instrumental else lyrics, "bpm": sidecar.get("bpm"),
             "keyscale": sidecar.get("keyscale", ""), "timesignature": sidecar.get("timesignature", ""),

@@ -120,6 +120,24 @@ _string = json.encoder.py_encode_basestring if json.encoder.c_encode_basestring 
     else json.encoder.c_encode_basestring  # a str as JSON, unicode kept
 
 
+# The encoder's C core, made once: JSONEncoder.encode builds a new one (and a closure) on every call, which costs
+# more than encoding a small row. Same arguments as encode() uses, so the text is the same.
+_markers: dict = {}
+_c_encode = None if json.encoder.c_make_encoder is None else json.encoder.c_make_encoder(
+    _markers, _encoder.default, _string, None, ": ", ", ", False, False, True)
+
+
+def _encode(value) -> str:
+    """``_encoder.encode(value)`` for a container, through the C core made once."""
+    if _c_encode is None:
+        return _encoder.encode(value)
+    try:
+        return "".join(_c_encode(value, 0))
+    except Exception:  # let the encoder raise (or write) exactly what it would, with fresh circular-check markers
+        _markers.clear()
+        return _encoder.encode(value)
+
+
 def _compact(value) -> str:
     """Compact JSON. Scalars and lists (most sidecar values) skip the encoder's set-up, which costs more than
     encoding them; the text is the same as the encoder's."""
@@ -136,7 +154,7 @@ def _compact(value) -> str:
         return "null"
     if kind is list:
         return "[" + ", ".join([_compact(item) for item in value]) + "]"
-    return _encoder.encode(value)
+    return _encode(value)
 
 
 def pretty_json(value, level: int = 0, width: float = 100) -> str:

@@ -80,10 +80,11 @@ def lyrics_file_text(song: SongAnnotation) -> str:
     return text.rstrip("\n") + "\n"
 
 
-def to_sidecar(song: SongAnnotation, provenance: dict | None = None) -> dict:
+def to_sidecar(song: SongAnnotation, provenance: dict | None = None, lyrics_text: str | None = None) -> dict:
     """The sidecar JSON for one song: ACE-Step 1.5's keys (only when known, since it treats falsy values as
-    missing anyway), the original pipeline's keys, and the full analysis under ``music_analysis``."""
-    lyrics = lyrics_file_text(song).rstrip("\n")
+    missing anyway), the original pipeline's keys, and the full analysis under ``music_analysis``.
+    ``lyrics_text`` is ``lyrics_file_text(song)`` when the caller has it already."""
+    lyrics = (lyrics_file_text(song) if lyrics_text is None else lyrics_text).rstrip("\n")
     language = song.language or ("instrumental" if lyrics == INSTRUMENTAL_LYRICS else "unknown")
     sidecar: dict = {"caption": song.caption}
     if song.bpm is not None:
