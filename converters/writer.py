@@ -22,6 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from ls_acestep.files import atomic_write
+
 STATE_DIR = ".ls-acestep"
 STATE_FILE = "state.jsonl"
 DATASET_DIR = "dataset"
@@ -85,34 +87,11 @@ class StemBook:
         return candidate
 
 
-# --- atomic writes and hashes ------------------------------------------------------------------------------------
+# --- content hashes and JSON text ----------------------------------------------------------------------------
 
 def content_hash(data: bytes) -> str:
     """A short content hash (16 hex digits of SHA-256) for change detection."""
     return hashlib.sha256(data).hexdigest()[:16]
-
-
-def atomic_write(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temp file in the same folder and a rename: readers see the old or the new
-    file, never half of one. (The temp name is fixed per process: one converter writes a folder at a time, and
-    it is much cheaper than mkstemp's exclusive create on some file systems.)"""
-    folder, name = os.path.split(path)
-    tmp = os.path.join(folder, f".{name[:60]}.{os.getpid()}.tmp")
-    try:
-        # os.open/os.write, not open(): a buffered file object costs a few more system calls (fstat, ioctl,
-        # lseek) and tens of microseconds per file, which adds up over two files per task.
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o666)
-        try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view):]
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 _encoder = json.JSONEncoder(ensure_ascii=False)  # one C encoder, not one per call

@@ -58,11 +58,9 @@ def load_state(path: Path) -> UpState:
 
 def save_state(path: Path, state: UpState) -> None:
     """Write the state atomically, readable by the owner only (it holds the password and the token)."""
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        json.dump(asdict(state), f, indent=2)
-    os.replace(tmp, path)
+    from ls_acestep.files import atomic_write
+
+    atomic_write(path, json.dumps(asdict(state), indent=2).encode(), mode=0o600)
 
 
 def choose_engine(requested: str) -> tuple[str, str]:
