@@ -14,27 +14,17 @@ request. It must not load in the master: CUDA cannot be used across a fork.
 from __future__ import annotations
 
 import logging
-import os
 
 from .app import create_app, start_prelabeling
 from .model import get_model
-from .settings import Settings, SettingsError
+from .settings import ServerSettings, Settings, SettingsError
 
 _log = logging.getLogger("ml_backend.wsgi")
 
 
-def _int_env(name: str, default: int) -> int:
-    raw = os.environ.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        return int(raw)
-    except ValueError:
-        raise SystemExit(f"ls-acestep backend: {name}={raw!r} is not an integer") from None
-
-
 try:
     _settings = Settings.from_env()
+    _server = ServerSettings.from_env()
 except SettingsError as _exc:
     raise SystemExit(f"ls-acestep backend: {_exc} (see the settings table in the README)") from None
 
@@ -42,9 +32,9 @@ app = create_app(_settings)
 
 # --- gunicorn settings (read by `gunicorn -c python:ml_backend._wsgi`; names without "_" are gunicorn's) -------
 wsgi_app = "ml_backend._wsgi:app"
-bind = f"0.0.0.0:{_int_env('PORT', 9090)}"
-workers = _int_env("WORKERS", 1)  # one per GPU: each worker holds its own copy of the model
-threads = _int_env("THREADS", 8)  # /health and /setup answer while a /predict runs
+bind = f"0.0.0.0:{_server.port}"
+workers = _server.workers
+threads = _server.threads
 timeout = 0  # a /predict of many songs may take minutes; Label Studio has its own timeout
 preload_app = True
 

@@ -11,20 +11,26 @@ import click
 
 @click.command("serve")
 @click.option("--host", default="0.0.0.0", show_default=True, help="Interface to listen on.")
-@click.option("--port", type=int, default=lambda: int(os.environ.get("PORT", "9090") or 9090),
-              show_default="$PORT or 9090", help="Port to listen on.")
+@click.option("--port", type=int, default=None, show_default="$PORT or 9090", help="Port to listen on.")
 @click.option("--debug", is_flag=True, help="Flask debug mode: reload on code changes, debug logging.")
 @click.option("--gunicorn", "use_gunicorn", is_flag=True,
               help="Serve with gunicorn ($WORKERS processes of $THREADS threads), as in production.")
 @click.option("--no-warm-up", is_flag=True, help="Load the model on the first /predict instead of at start-up.")
-def serve_command(host: str, port: int, debug: bool, use_gunicorn: bool, no_warm_up: bool) -> None:
+def serve_command(host: str, port: int | None, debug: bool, use_gunicorn: bool, no_warm_up: bool) -> None:
     """Run the Label Studio ML backend (settings from the environment; see the README's table)."""
+    from .settings import ServerSettings, SettingsError
+
+    if port is None:
+        try:
+            port = ServerSettings.from_env().port
+        except SettingsError as exc:
+            raise click.ClickException(f"{exc} (see the settings table in the README)") from None
     if use_gunicorn:
         args = [sys.executable, "-m", "gunicorn", "-c", "python:ml_backend._wsgi", "--bind", f"{host}:{port}"]
         os.execv(sys.executable, args)  # gunicorn replaces this process; its workers load the model after fork
     from .app import create_app, start_prelabeling
     from .model import get_model
-    from .settings import Settings, SettingsError
+    from .settings import Settings
 
     try:
         settings = Settings.from_env()

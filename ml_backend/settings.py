@@ -142,5 +142,28 @@ class Settings:
             raise SettingsError(f"TOP_P={self.top_p}: use a number above 0 and at most 1")
 
 
+DEFAULT_PORT = 9090
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    """How gunicorn (and ``ls-acestep serve``) runs the app; not part of the model's settings."""
+
+    port: int = DEFAULT_PORT  # PORT
+    workers: int = 1  # WORKERS: one per GPU, each worker holds its own copy of the model
+    threads: int = 8  # THREADS: /health and /setup answer while a /predict runs
+
+    @classmethod
+    def from_env(cls) -> "ServerSettings":
+        """Read PORT, WORKERS and THREADS; raise SettingsError naming a bad one."""
+        s = cls(port=_env_int("PORT", DEFAULT_PORT), workers=_env_int("WORKERS", 1),
+                threads=_env_int("THREADS", 8))
+        if not 1 <= s.port <= 65535:
+            raise SettingsError(f"PORT={s.port}: use 1 to 65535")
+        if s.workers < 1 or s.threads < 1:
+            raise SettingsError("WORKERS and THREADS must be at least 1")
+        return s
+
+
 # Environment variable names, for documentation checks (the README table and .env.example list them all).
-ENV_VARS = tuple(f.name.upper() for f in fields(Settings)) + ("WORKERS", "THREADS", "PORT", "HF_HOME")
+ENV_VARS = tuple(f.name.upper() for cls in (Settings, ServerSettings) for f in fields(cls)) + ("HF_HOME",)

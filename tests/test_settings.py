@@ -2,7 +2,7 @@
 
 import pytest
 
-from ml_backend.settings import ENV_VARS, Settings, SettingsError
+from ml_backend.settings import ENV_VARS, ServerSettings, Settings, SettingsError
 
 
 @pytest.fixture
@@ -39,4 +39,19 @@ def test_a_bad_value_names_its_variable(env, name, value):
     env.setenv(name, value)
     with pytest.raises(SettingsError) as err:
         Settings.from_env()
+    assert name in str(err.value)
+
+
+def test_server_settings(env):
+    assert ServerSettings.from_env() == ServerSettings(port=9090, workers=1, threads=8)
+    env.setenv("PORT", "9191")
+    env.setenv("WORKERS", "2")
+    assert (ServerSettings.from_env().port, ServerSettings.from_env().workers) == (9191, 2)
+
+
+@pytest.mark.parametrize("name,value", [("PORT", "http"), ("PORT", "70000"), ("WORKERS", "0"), ("THREADS", "x")])
+def test_a_bad_server_value_names_its_variable(env, name, value):
+    env.setenv(name, value)
+    with pytest.raises(SettingsError) as err:
+        ServerSettings.from_env()
     assert name in str(err.value)
