@@ -69,7 +69,7 @@ _EMPTY_ITEMS = {"", "none", "n/a", "na", "null", "nothing", "-", "no", "not appl
 def analysis_prompt(settings) -> str:
     """The prompt template for every window: ``ANALYSIS_PROMPT`` when set, else ``DEFAULT_ANALYSIS_PROMPT``.
     It may hold ``{window_seconds}``, filled per window by ``window_prompt``."""
-    custom = (getattr(settings, "analysis_prompt", "") or "").strip()
+    custom = settings.analysis_prompt.strip()
     return custom or DEFAULT_ANALYSIS_PROMPT
 
 
