@@ -39,8 +39,8 @@ FORMATS = (".wav", ".flac", ".mp3", ".m4a", ".opus")
 _COLD = """
 import json, os, sys, time
 t0 = time.perf_counter()
-from ml_backend.audio import load_audio
-from ml_backend.analysis import analyze
+from ml_backend.analysis.audio import load_audio
+from ml_backend.analysis.music import analyze
 t1 = time.perf_counter()
 y = load_audio(sys.argv[1]); analyze(y, 16000)
 t2 = time.perf_counter()
@@ -76,8 +76,8 @@ def pin(cpu: int) -> str:
 
 def ours(path: Path) -> tuple[float, float, float]:
     """(audio seconds, decode seconds, analysis seconds) of our pipeline on one file."""
-    from ml_backend.analysis import analyze
-    from ml_backend.audio import MODEL_SR, load_audio
+    from ml_backend.analysis.music import analyze
+    from ml_backend.analysis.audio import MODEL_SR, load_audio
 
     t0 = time.perf_counter()
     y = load_audio(path, sr=MODEL_SR)
@@ -129,7 +129,7 @@ def main() -> None:
                                      capture_output=True, text=True, check=True, env=env, cwd=ROOT
                                      ).stdout.strip().splitlines()[-1])
 
-    from ml_backend.analysis import warm_up
+    from ml_backend.analysis.music import warm_up
 
     t0 = time.perf_counter()
     warm_up()

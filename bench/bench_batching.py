@@ -75,7 +75,7 @@ def build_full_size(device: str):
 
 def make_windows(count: int, seconds: float, prompt: str, seed: int = 0):
     """``count`` windows of noise-like audio, ``seconds`` long each (the last one shorter, as in a real song)."""
-    from ml_backend.engines import WindowRequest
+    from ml_backend.describe.types import WindowRequest
 
     rng = np.random.default_rng(seed)
     windows = []
@@ -123,8 +123,8 @@ def main(argv: list[str] | None = None) -> dict:
 
     import torch
 
-    from ml_backend.engines.transformers_engine import TransformersEngine, register_model, resolve_device
-    from ml_backend.prompt import DEFAULT_ANALYSIS_PROMPT
+    from ml_backend.describe.engines.transformers_engine import TransformersEngine, register_model, resolve_device
+    from ml_backend.describe.prompt import DEFAULT_ANALYSIS_PROMPT
 
     full = args.full_size
     n_windows = args.windows or (16 if full else 8)

@@ -1,6 +1,6 @@
 """Container healthcheck: ``python -m deploy.healthcheck`` exits 0 when the backend's ``/health`` answers 200.
 
-Standard library plus ml_backend.connect's basic_auth_header (that module loads only click), so it stays fast and
+Standard library plus ml_backend.studio.connect's basic_auth_header (that module loads only click), so it stays fast and
 works even when the model's imports (torch, transformers) are broken. Reads the same variables as the
 backend: PORT, and BASIC_AUTH_USER/BASIC_AUTH_PASS when the backend requires basic auth.
 """
@@ -12,7 +12,7 @@ import sys
 import urllib.error
 import urllib.request
 
-from ml_backend.connect import basic_auth_header
+from ml_backend.studio.connect import basic_auth_header
 
 
 def health_url(port: str) -> str:

@@ -14,10 +14,10 @@ COMMANDS = {
     "label-config": "label_config.cli:label_config_command",
     "convert": "converters.cli:convert_command",
     "validate": "converters.cli:validate_command",
-    "serve": "ml_backend.cli:serve_command",
-    "preannotate": "ml_backend.preannotate:preannotate_command",
-    "up": "ml_backend.up:up_command",
-    "connect": "ml_backend.connect:connect_command",
+    "serve": "ml_backend.server.cli:serve_command",
+    "preannotate": "ml_backend.prelabel.preannotate:preannotate_command",
+    "up": "ml_backend.studio.up:up_command",
+    "connect": "ml_backend.studio.connect:connect_command",
 }
 
 

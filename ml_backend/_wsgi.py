@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import logging
 
-from .app import create_app, start_prelabeling
-from .model import get_model
-from .settings import ServerSettings, Settings, SettingsError
+from ml_backend.server.app import create_app, start_prelabeling
+from ml_backend.model import get_model
+from ml_backend.settings import ServerSettings, Settings, SettingsError
 
 _log = logging.getLogger("ml_backend.wsgi")
 
@@ -42,7 +42,7 @@ preload_app = True
 def _warm_analysis() -> None:
     """JIT-compile the music analysis once, in the master, so forked workers inherit the compiled code."""
     try:
-        from .analysis import warm_up
+        from ml_backend.analysis.music import warm_up
 
         warm_up()
     except Exception:  # warm-up is an optimisation; a failure shows again, with its cause, on the first song

@@ -24,9 +24,9 @@ from urllib.parse import urlsplit
 
 from label_config.vocabulary import SECTION_LABELS
 
-from .cache import PredictionCache, cache_key, file_sha256
-from .merge import RegionPlan, build_song, song_score
-from .predictions import ConfigTargets, audio_reference, empty_prediction, make_prediction, parse_config
+from ml_backend.prediction.cache import PredictionCache, cache_key, file_sha256
+from ml_backend.prediction.merge import RegionPlan, build_song, song_score
+from ml_backend.prediction.predictions import ConfigTargets, audio_reference, empty_prediction, make_prediction, parse_config
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +106,7 @@ class SongModel:
     """Predicts songs for Label Studio; the engine (the model) is loaded once, on first use or by ``load()``."""
 
     def __init__(self, settings):
-        from .prompt import analysis_prompt
+        from ml_backend.describe.prompt import analysis_prompt
 
         self.settings = settings
         self.prompt = analysis_prompt(settings)
@@ -134,7 +134,7 @@ class SongModel:
         if self._engine is None:
             with self._load_lock:
                 if self._engine is None:
-                    from .engines import create_engine
+                    from ml_backend.describe.engines import create_engine
 
                     started = time.perf_counter()
                     try:
@@ -150,7 +150,7 @@ class SongModel:
 
     def load(self) -> None:
         """Warm up: JIT-compile the analysis and load the model, so that the first request is not the slow one."""
-        from .analysis import warm_up
+        from ml_backend.analysis.music import warm_up
 
         warm_up()
         _ = self.engine
@@ -286,10 +286,10 @@ class SongModel:
 
     def _prepare(self, index: int, task_id, key: str, path: Path, labels: tuple[str, ...]) -> SongJob:
         """Decode, analyse and cut one song into model windows."""
-        from .analysis import analyze
-        from .audio import MODEL_SR, AudioError, load_audio
-        from .engines import WindowRequest
-        from .windows import plan_regions, plan_windows
+        from ml_backend.analysis.music import analyze
+        from ml_backend.analysis.audio import MODEL_SR, AudioError, load_audio
+        from ml_backend.describe.types import WindowRequest
+        from ml_backend.describe.windows import plan_regions, plan_windows
 
         try:
             y = load_audio(path, sr=MODEL_SR)
@@ -322,7 +322,7 @@ class SongModel:
     def _describe(self, engine, requests: list) -> list:
         """All windows of the request through the engine in one call; an engine that fails as a whole (or is
         missing) degrades every window's text (each gets a failed description), not the songs."""
-        from .engines import WindowDescription
+        from ml_backend.describe.types import WindowDescription
 
         if not requests:
             return []
@@ -348,8 +348,8 @@ class SongModel:
 
     def _finish(self, engine, job: SongJob, descriptions: list, allowed, targets: ConfigTargets) -> dict:
         """Merge one song's window descriptions into regions, write its caption, build the prediction."""
-        from .analysis import letters_to_labels
-        from .caption import song_caption
+        from ml_backend.analysis.music import letters_to_labels
+        from ml_backend.describe.caption import song_caption
 
         plans = [RegionPlan(start=s.start, end=s.end, letter=s.letter, descriptions=[],
                             sure_label=getattr(s, "label", "")) for s in job.regions]

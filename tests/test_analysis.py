@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ml_backend.analysis import Section, analyze, letters_to_labels
-from ml_backend.audio import MODEL_SR, load_audio
+from ml_backend.analysis.music import Section, analyze, letters_to_labels
+from ml_backend.analysis.audio import MODEL_SR, load_audio
 from tests import music
 
 SR = MODEL_SR
@@ -46,9 +46,9 @@ def test_input_sample_rate_does_not_change_the_facts(song_files, song):
 
 def test_features_computed_in_chunks_equal_one_pass(song, monkeypatch):
     """Long files are analysed chunk by chunk; the chunk size must not change any feature."""
-    from ml_backend import analysis
+    from ml_backend.analysis import music as analysis
 
-    from ml_backend.audio import resample
+    from ml_backend.analysis.audio import resample
 
     y = resample(song, SR, analysis.ANALYSIS_SR)
     whole = analysis._features(y)

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 
-from ml_backend.analysis import MusicAnalysis, analyze
-from ml_backend.audio import MODEL_SR, load_audio
+from ml_backend.analysis.music import MusicAnalysis, analyze
+from ml_backend.analysis.audio import MODEL_SR, load_audio
 from tests import music
 
 MIN_TEMPO_RATE = 0.9  # measured 12/12

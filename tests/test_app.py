@@ -11,7 +11,7 @@ import soundfile
 from label_studio_sdk.label_interface import LabelInterface
 
 from label_config import names as n, render_config, shipped_config
-from ml_backend.app import create_app
+from ml_backend.server.app import create_app
 from ml_backend.model import get_model
 from ml_backend.settings import Settings
 

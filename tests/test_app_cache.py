@@ -6,7 +6,7 @@ from __future__ import annotations
 import shutil
 
 from label_config import render_config
-from ml_backend.app import create_app
+from ml_backend.server.app import create_app
 from ml_backend.model import SongModel, get_model
 from ml_backend.settings import Settings
 from tests.test_app import local_ref, ls_task, predict_body

@@ -17,7 +17,7 @@ import pytest
 from label_studio_sdk.label_interface import LabelInterface
 
 from label_config import names as n, shipped_config
-from ml_backend.app import create_app
+from ml_backend.server.app import create_app
 from ml_backend.model import SongModel, get_model
 from ml_backend.settings import Settings
 from tests.test_app import local_ref, ls_task, predict_body

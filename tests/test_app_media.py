@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from ml_backend.app import create_app
+from ml_backend.server.app import create_app
 from ml_backend.model import get_model
 from ml_backend.settings import Settings
 from tests import music

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from ml_backend import audio
-from ml_backend.audio import MODEL_SR, AudioError, load_audio
+from ml_backend.analysis import audio
+from ml_backend.analysis.audio import MODEL_SR, AudioError, load_audio
 from tests import music
 
 FORMATS = [".wav", ".flac", ".ogg", ".mp3", ".m4a", ".opus"]
@@ -158,13 +158,13 @@ def test_length_limit(song_files, suffix):
 _MEASURE = """
 import json, resource, sys
 import numpy, soundfile, soxr
-from ml_backend.audio import load_audio
+from ml_backend.analysis.audio import load_audio
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 y = load_audio(sys.argv[1])
 peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 stats = {"seconds": len(y) / 16000, "output_kb": y.nbytes / 1024, "growth_kb": peak - before}
 if sys.argv[2] == "analyze":
-    from ml_backend.analysis import analyze
+    from ml_backend.analysis.music import analyze
     a = analyze(y, 16000)
     stats.update(analysis_growth_kb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - peak,
                  sections=len(a.sections), bpm=a.bpm, keyscale=a.keyscale)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import multiprocessing
 import sqlite3
 
-from ml_backend.cache import CACHE_FILE, PredictionCache, cache_key, file_sha256
+from ml_backend.prediction.cache import CACHE_FILE, PredictionCache, cache_key, file_sha256
 
 
 def test_file_hash_follows_content_not_name(tmp_path):

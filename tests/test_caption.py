@@ -6,13 +6,13 @@ import json
 
 import pytest
 
-from ml_backend.analysis import MusicAnalysis
-from ml_backend.caption import (
+from ml_backend.analysis.music import MusicAnalysis
+from ml_backend.describe.caption import (
     MAX_CAPTION_WORDS, caption_prompt, clean_caption, fallback_caption, song_caption, tempo_feel, top_items,
     truncate_words,
 )
-from ml_backend.engines.base import WindowDescription
-from ml_backend.engines.dsp_engine import DspEngine
+from ml_backend.describe.types import WindowDescription
+from ml_backend.describe.engines.dsp_engine import DspEngine
 
 
 def make_analysis(bpm=None, keyscale=None, duration=200.0) -> MusicAnalysis:

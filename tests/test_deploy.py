@@ -35,7 +35,7 @@ WSGI_TARGET = "ml_backend._wsgi:app"
 # Code that reads the environment (the backend, its helpers, the CLIs, the deploy scripts).
 CODE_DIRS = ("ml_backend", "ls_acestep", "converters", "deploy")
 # The init service's command (`ls-acestep connect`): its variables go to that service, not to the backend.
-INIT_CODE = "ml_backend/connect.py"
+INIT_CODE = "ml_backend/studio/connect.py"
 # Names the code reads that are not settings of ours.
 NOT_SETTINGS = {"WERKZEUG_RUN_MAIN": "set by Flask's reloader in its child process"}
 # Backend settings that docker-compose.yml fixes for the container instead of taking them from .env.
@@ -450,10 +450,10 @@ def test_image_healthcheck_and_command(dockerfile, compose):
 def test_dockerignore_sends_what_the_image_needs():
     patterns = [p.strip() for p in (ROOT / ".dockerignore").read_text().splitlines()
                 if p.strip() and not p.startswith("#")]
-    packages = re.search(r"packages = \[(.*?)\]", (ROOT / "pyproject.toml").read_text()).group(1)
-    needed = ["pyproject.toml", "README.md", "requirements.txt", "ml_backend/_wsgi.py", "ml_backend/connect.py",
+    packages = re.search(r"include = \[(.*?)\]", (ROOT / "pyproject.toml").read_text()).group(1)
+    needed = ["pyproject.toml", "README.md", "requirements.txt", "ml_backend/_wsgi.py", "ml_backend/studio/connect.py",
               "deploy/healthcheck.py", "label_config/song_annotation.xml"]
-    needed += [f"{p.strip().strip(chr(34))}/__init__.py" for p in packages.split(",")]
+    needed += [f"{p.strip().strip(chr(34)).rstrip('*')}/__init__.py" for p in packages.split(",")]
     for path in needed:
         assert (ROOT / path).exists(), path
         assert not dockerignore_excludes(path, patterns), f".dockerignore leaves out {path}"
@@ -487,7 +487,7 @@ def test_container_command_serves_health_behind_basic_auth(dockerfile, compose, 
                 break
             time.sleep(0.5)
         assert probe.returncode == 0, (probe.stderr, server.poll())
-        # the backend's Flask app (ml_backend.app.create_app) with the settings compose passed
+        # the backend's Flask app (ml_backend.server.app.create_app) with the settings compose passed
         request = urllib.request.Request(f"http://127.0.0.1:{port}/health",
                                          headers={"Authorization": "Basic " + base64.b64encode(b"u:p").decode()})
         with urllib.request.urlopen(request, timeout=10) as response:

@@ -1,4 +1,4 @@
-"""ml_backend/connect.py (`ls-acestep connect`, the stack's `init` step) against a local stand-in for Label Studio's REST API that records
+"""ml_backend/studio/connect.py (`ls-acestep connect`, the stack's `init` step) against a local stand-in for Label Studio's REST API that records
 every call, so the tests pin the exact requests label-studio-sdk sends. The stand-in answers the way Label Studio
 1.23 does: paginated project lists that 404 past the last page, error bodies with `validation_errors`."""
 
@@ -19,7 +19,7 @@ import yaml
 from click.testing import CliRunner
 
 from label_config import shipped_config
-from ml_backend import connect
+from ml_backend.studio import connect
 
 ROOT = Path(__file__).resolve().parents[1]
 TOKEN = "legacy-token-for-tests"

@@ -17,9 +17,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import numpy as np
 import pytest
 
-from ml_backend.engines import WindowRequest, create_engine
-from ml_backend.engines.openai_engine import OpenAIEngine, backoff_seconds, wav_base64
-from ml_backend.prompt import DEFAULT_ANALYSIS_PROMPT, window_prompt
+from ml_backend.describe.engines import WindowRequest, create_engine
+from ml_backend.describe.engines.openai_engine import OpenAIEngine, backoff_seconds, wav_base64
+from ml_backend.describe.prompt import DEFAULT_ANALYSIS_PROMPT, window_prompt
 from ml_backend.settings import Settings
 
 SR = 16000

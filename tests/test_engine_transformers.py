@@ -12,12 +12,12 @@ import json
 import numpy as np
 import pytest
 
-from ml_backend.analysis import MusicAnalysis
-from ml_backend.caption import fallback_caption, song_caption
-from ml_backend.engines import EngineError, WindowDescription, WindowRequest, create_engine
-from ml_backend.engines.dsp_engine import DspEngine
-from ml_backend.engines.transformers_engine import TransformersEngine
-from ml_backend.prompt import DEFAULT_ANALYSIS_PROMPT
+from ml_backend.analysis.music import MusicAnalysis
+from ml_backend.describe.caption import fallback_caption, song_caption
+from ml_backend.describe.engines import EngineError, WindowDescription, WindowRequest, create_engine
+from ml_backend.describe.engines.dsp_engine import DspEngine
+from ml_backend.describe.engines.transformers_engine import TransformersEngine
+from ml_backend.describe.prompt import DEFAULT_ANALYSIS_PROMPT
 from ml_backend.settings import Settings
 
 SR = 16000
@@ -187,7 +187,7 @@ def test_omni_thinker_batches_through_the_engine(tiny_omni_dir):
     for text and audio it yields the same inputs (audio tokens per window, 128-bin features, feature mask)."""
     from transformers import Qwen2_5OmniThinkerForConditionalGeneration, Qwen2AudioProcessor, WhisperFeatureExtractor
 
-    from ml_backend.engines.transformers_engine import register_model
+    from ml_backend.describe.engines.transformers_engine import register_model
     from tests.tiny_model import AUDIO_SPECIALS, OMNI_CHAT_TEMPLATE, VISION_SPECIALS, build_byte_tokenizer
 
     processor = Qwen2AudioProcessor(feature_extractor=WhisperFeatureExtractor(feature_size=128),

@@ -1,10 +1,10 @@
-"""Window descriptions merged back into regions and song fields (ml_backend.merge), with the engines' real
+"""Window descriptions merged back into regions and song fields (ml_backend.prediction.merge), with the engines' real
 WindowDescription and the analysis' real MusicAnalysis/Section."""
 
 from __future__ import annotations
 
-from ml_backend.engines.base import WindowDescription
-from ml_backend.merge import (
+from ml_backend.describe.types import WindowDescription
+from ml_backend.prediction.merge import (
     RegionPlan, build_song, majority_language, region_label, region_notes, song_score, window_ok_rate,
 )
 
@@ -53,7 +53,7 @@ def test_ok_rate():
 
 
 def an_analysis(**overrides):
-    from ml_backend.analysis import MusicAnalysis, Section
+    from ml_backend.analysis.music import MusicAnalysis, Section
 
     fields = dict(duration=60.0, bpm=119.6, beats=[0.5, 1.0], keyscale="A minor", key_confidence=0.8,
                   timesignature="4", timesignature_confident=True,

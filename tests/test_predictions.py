@@ -7,7 +7,7 @@ import pytest
 from label_studio_sdk.label_interface import LabelInterface
 
 from label_config import Region, SongAnnotation, names as n, render_config, shipped_config
-from ml_backend.predictions import (
+from ml_backend.prediction.predictions import (
     ConfigError, audio_reference, empty_prediction, failed_version, make_prediction, parse_config, to_results,
 )
 

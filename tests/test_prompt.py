@@ -8,7 +8,7 @@ import random
 import pytest
 
 from label_config.vocabulary import SECTION_LABELS
-from ml_backend.prompt import (
+from ml_backend.describe.prompt import (
     DEFAULT_ANALYSIS_PROMPT, analysis_prompt, as_list, looks_like_text, parse_seconds, parse_window_output,
     window_prompt,
 )

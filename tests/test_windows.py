@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from ml_backend.analysis import MusicAnalysis, Section
-from ml_backend.windows import Window, fixed_spans, plan_regions, plan_windows
+from ml_backend.analysis.music import MusicAnalysis, Section
+from ml_backend.describe.windows import Window, fixed_spans, plan_regions, plan_windows
 
 
 def _analysis(duration: float, sections: list[Section]) -> MusicAnalysis:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from ml_backend.jobqueue import (QueueError, RedisQueue, SQLiteQueue, open_queue, owner_name, process_start,
+from ml_backend.prelabel.jobqueue import (QueueError, RedisQueue, SQLiteQueue, open_queue, owner_name, process_start,
                                  retry_delay)
 from ml_backend.settings import Settings
 
@@ -105,10 +105,10 @@ def test_job_of_a_dead_process_on_this_host_is_reclaimed_at_once(make_queue, tmp
     q = make_queue(retry_base=0)
     q.enqueue([(4, 1)])
     if isinstance(q, SQLiteQueue):
-        code = (f"from ml_backend.jobqueue import SQLiteQueue; q = SQLiteQueue({str(q.path)!r}); "
+        code = (f"from ml_backend.prelabel.jobqueue import SQLiteQueue; q = SQLiteQueue({str(q.path)!r}); "
                 "print(q.claim().task_id)")
     else:
-        code = (f"from ml_backend.jobqueue import RedisQueue; q = RedisQueue({q.url!r}, prefix={q.prefix!r}); "
+        code = (f"from ml_backend.prelabel.jobqueue import RedisQueue; q = RedisQueue({q.url!r}, prefix={q.prefix!r}); "
                 "print(q.claim().task_id)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          cwd=Path(__file__).parents[2])

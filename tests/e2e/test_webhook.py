@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import logging
 
-from ml_backend import worker as worker_module
-from ml_backend.jobqueue import open_queue
+from ml_backend.prelabel import worker as worker_module
+from ml_backend.prelabel.jobqueue import open_queue
 from ml_backend.settings import Settings
-from ml_backend.webhook import created_jobs, handle_webhook
-from ml_backend.worker import TaskOutcome, has_version, superseded, warnings_of_this_thread
+from ml_backend.prelabel.webhook import created_jobs, handle_webhook
+from ml_backend.prelabel.worker import TaskOutcome, has_version, superseded, warnings_of_this_thread
 
 PAYLOAD = {  # trimmed from a real TASKS_CREATED call
     "action": "TASKS_CREATED",

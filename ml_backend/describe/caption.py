@@ -2,7 +2,7 @@
 
 ``song_caption`` asks the engine to summarise the window descriptions (text only); when it cannot, or answers
 with something unusable, ``fallback_caption`` builds one deterministically from the window fields and the
-analysis. ``analysis`` is an ``ml_backend.analysis.MusicAnalysis``; only ``bpm`` (beats per minute),
+analysis. ``analysis`` is an ``ml_backend.analysis.music.MusicAnalysis``; only ``bpm`` (beats per minute),
 ``keyscale`` and ``duration`` (seconds) are read.
 """
 
@@ -13,8 +13,8 @@ import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
 
-from ml_backend.engines.base import WindowDescription
-from ml_backend.prompt import extract_json_object, looks_like_text
+from ml_backend.describe.types import WindowDescription
+from ml_backend.describe.prompt import extract_json_object, looks_like_text
 
 log = logging.getLogger(__name__)
 

@@ -83,7 +83,7 @@ class _Features:
 
 def analyze(y: np.ndarray, sr: int) -> MusicAnalysis:
     """Analyse a mono signal `y` sampled at `sr` Hz (any rate; resampled to ANALYSIS_SR internally)."""
-    from ml_backend.audio import resample
+    from ml_backend.analysis.audio import resample
 
     y = np.asarray(y, dtype=np.float32)
     duration = len(y) / float(sr)

@@ -21,7 +21,7 @@ _QUEUES_LOCK = threading.Lock()
 
 
 def _queue(settings):
-    from .jobqueue import open_queue
+    from ml_backend.prelabel.jobqueue import open_queue
 
     with _QUEUES_LOCK:
         if settings not in _QUEUES:
@@ -70,7 +70,7 @@ def handle_webhook(payload: dict, settings) -> dict:
                     "that the worker can post predictions", len(jobs))
         return {"status": "not queued", "action": action, "tasks": len(jobs),
                 "reason": "the backend has no LABEL_STUDIO_URL / LABEL_STUDIO_API_KEY to post predictions with"}
-    from .worker import start_background_workers
+    from ml_backend.prelabel.worker import start_background_workers
 
     queue = _queue(settings)
     added = queue.enqueue(jobs)

@@ -1,13 +1,13 @@
-"""What every engine takes and returns: one request per audio window, one description per window.
+"""The data every stage of the description shares: one request per audio window, one description per window.
 
 Times are song seconds. Engines never raise for a single bad window: its description has ``ok=False`` and
-``error`` set, so one failure degrades one region's text, not the song.
+``error`` set, so one failure degrades one region's text, not the song. The prompt's parser, the engines, the caption
+and the merge all import these types from here.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Protocol, runtime_checkable
 
 import numpy as np
 
@@ -46,27 +46,3 @@ class WindowDescription:
     def failed(cls, error: str, raw_text: str = "") -> "WindowDescription":
         """A description for a window the model could not describe (out of memory, request failed)."""
         return cls(raw_text=raw_text, ok=False, error=error)
-
-
-@runtime_checkable
-class Engine(Protocol):
-    """A model that describes audio windows and writes a song caption from text."""
-
-    name: str  # "transformers" | "openai" | "dsp"
-    model_id: str
-
-    def parameters(self) -> dict:
-        """Everything that changes the output besides the prompt (sampling, lengths); hashed into model_version."""
-        ...
-
-    def describe_windows(self, requests: list[WindowRequest]) -> list[WindowDescription]:
-        """One description per request, in the same order; never raises for one bad window."""
-        ...
-
-    def summarize(self, text_prompt: str) -> str | None:
-        """A text-only completion (the song caption); ``None`` when the engine has no language model or it failed."""
-        ...
-
-
-class EngineError(RuntimeError):
-    """The engine cannot start (model missing, bad configuration); the message says what to do."""

@@ -9,8 +9,10 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, replace
 
-from ml_backend.analysis import SILENCE, MusicAnalysis, Section
-from ml_backend.settings import MAX_WINDOW_SECONDS, SEGMENTATIONS
+from ml_backend.analysis.music import SILENCE, MusicAnalysis, Section
+
+SEGMENTATIONS = ("structure", "fixed")  # SEGMENTATION: one region per section, or fixed-length windows
+MAX_WINDOW_SECONDS = 30.0  # Qwen2-Audio's audio encoder sees at most 30 s
 
 
 @dataclass

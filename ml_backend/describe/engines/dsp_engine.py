@@ -3,7 +3,7 @@ the windows get empty descriptions and the caption comes from ``caption.fallback
 
 from __future__ import annotations
 
-from .base import WindowDescription, WindowRequest
+from ml_backend.describe.types import WindowDescription, WindowRequest
 
 
 class DspEngine:

@@ -1,5 +1,5 @@
 """The persistent pre-labeling queue: Label Studio's TASKS_CREATED webhook puts tasks in, the worker
-(``ml_backend/worker.py``) takes them out, predicts and posts the predictions back.
+(``ml_backend/prelabel/worker.py``) takes them out, predicts and posts the predictions back.
 
 Two stores with one interface:
 

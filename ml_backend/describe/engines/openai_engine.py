@@ -19,9 +19,9 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import requests
 
-from ml_backend.prompt import parse_window_output, window_prompt
+from ml_backend.describe.prompt import parse_window_output, window_prompt
 
-from .base import WindowDescription, WindowRequest
+from ml_backend.describe.types import WindowDescription, WindowRequest
 
 log = logging.getLogger(__name__)
 

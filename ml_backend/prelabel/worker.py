@@ -20,7 +20,7 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
-from .predictions import failed_version, is_current_prediction
+from ml_backend.prediction.predictions import failed_version, is_current_prediction
 
 log = logging.getLogger(__name__)
 
@@ -174,7 +174,7 @@ class Worker:
 
     def _model(self):
         if self.model is None:
-            from .model import get_model
+            from ml_backend.model import get_model
 
             self.model = get_model(self.settings)
         return self.model
@@ -271,7 +271,7 @@ def start_background_workers(settings) -> list[Worker]:
             log.warning("pre-labeling worker not started: set LABEL_STUDIO_URL and LABEL_STUDIO_API_KEY so that "
                         "predictions can be posted back to Label Studio")
             return workers
-        from .jobqueue import describe, open_queue
+        from ml_backend.prelabel.jobqueue import describe, open_queue
 
         queue = open_queue(settings)
         for n in range(settings.queue_workers):

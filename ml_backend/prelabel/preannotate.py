@@ -41,7 +41,7 @@ class RunSummary:
 def select_tasks(tasks: list[dict], version: str, only_missing: bool, limit: int | None) -> tuple[list, int]:
     """The tasks to predict (in project order) and how many were skipped for holding a real ``version``
     prediction (a failed task's ``<version>-failed`` marker does not count: ``worker.has_version``)."""
-    from .worker import has_version
+    from ml_backend.prelabel.worker import has_version
 
     todo, skipped = [], 0
     for task in tasks:
@@ -71,7 +71,7 @@ def _connect(ls_url: str, ls_token: str, project_id: int):
     """The SDK client and the project's label config; a clear error for a wrong URL, token or project id."""
     from ls_acestep.media import MediaError, make_client
 
-    from .worker import sdk_error_detail
+    from ml_backend.prelabel.worker import sdk_error_detail
 
     try:
         client = make_client(ls_url, ls_token)
@@ -98,7 +98,7 @@ def run(model, client, tasks: list[dict], label_config: str, concurrency: int, r
     summary); a second Ctrl-C abandons them (KeyboardInterrupt)."""
     from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 
-    from .worker import JobFailed, TaskOutcome, predict_and_post
+    from ml_backend.prelabel.worker import JobFailed, TaskOutcome, predict_and_post
 
     summary = RunSummary(tasks=len(tasks))
     started = time.perf_counter()
@@ -184,8 +184,8 @@ def preannotate_command(ls_url: str, ls_token: str, project_id: int, only_missin
     """
     import logging
 
-    from .model import get_model
-    from .settings import Settings, SettingsError
+    from ml_backend.model import get_model
+    from ml_backend.settings import Settings, SettingsError
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     # a task's warning becomes its "failed" line; print only errors beside the progress bar

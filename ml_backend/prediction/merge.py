@@ -17,7 +17,7 @@ from label_config.vocabulary import (
     normalize_bpm, normalize_keyscale, normalize_language, normalize_section_label, normalize_timesignature,
 )
 
-from .caption import top_items
+from ml_backend.describe.caption import top_items
 
 MAX_LIST_ITEMS = 10  # song-level list fields keep the most frequent items
 UNCERTAIN_METER_WEIGHT = 0.5  # a guessed time signature halves the analysis part of the score

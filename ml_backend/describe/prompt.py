@@ -13,7 +13,7 @@ import re
 from collections.abc import Iterable, Sequence
 
 from label_config.vocabulary import SECTION_LABELS, normalize_language, normalize_section_label
-from ml_backend.engines.base import WindowDescription
+from ml_backend.describe.types import WindowDescription
 
 WINDOW_SECONDS_PLACEHOLDER = "{window_seconds}"
 

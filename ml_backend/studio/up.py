@@ -191,8 +191,8 @@ def set_up_project(state: UpState, ls_url: str, backend_url: str) -> bool:
     the project was reused."""
     from ls_acestep.media import MediaError, make_client
 
-    from .connect import ConnectError, Plan, ensure_backend, ensure_project, ensure_webhook
-    from .settings import Settings, SettingsError
+    from ml_backend.studio.connect import ConnectError, Plan, ensure_backend, ensure_project, ensure_webhook
+    from ml_backend.settings import Settings, SettingsError
 
     try:
         backend = Settings.from_env()  # the environment the backend was started with (bar ENGINE and paths)

@@ -18,7 +18,7 @@ import click
 @click.option("--no-warm-up", is_flag=True, help="Load the model on the first /predict instead of at start-up.")
 def serve_command(host: str, port: int | None, debug: bool, use_gunicorn: bool, no_warm_up: bool) -> None:
     """Run the Label Studio ML backend (settings from the environment; see the README's table)."""
-    from .settings import ServerSettings, SettingsError
+    from ml_backend.settings import ServerSettings, SettingsError
 
     if port is None:
         try:
@@ -28,9 +28,9 @@ def serve_command(host: str, port: int | None, debug: bool, use_gunicorn: bool, 
     if use_gunicorn:
         args = [sys.executable, "-m", "gunicorn", "-c", "python:ml_backend._wsgi", "--bind", f"{host}:{port}"]
         os.execv(sys.executable, args)  # gunicorn replaces this process; its workers load the model after fork
-    from .app import create_app, start_prelabeling
-    from .model import get_model
-    from .settings import Settings
+    from ml_backend.server.app import create_app, start_prelabeling
+    from ml_backend.model import get_model
+    from ml_backend.settings import Settings
 
     try:
         settings = Settings.from_env()

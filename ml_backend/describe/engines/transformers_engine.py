@@ -16,9 +16,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ml_backend.prompt import parse_window_output, window_prompt
+from ml_backend.describe.prompt import parse_window_output, window_prompt
 
-from .base import EngineError, WindowDescription, WindowRequest
+from ml_backend.describe.engines.base import EngineError
+from ml_backend.describe.types import WindowDescription, WindowRequest
 
 log = logging.getLogger(__name__)
 

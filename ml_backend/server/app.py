@@ -2,7 +2,7 @@
 
 ``GET /health`` and ``GET /`` (status), ``POST /setup`` (model version; Label Studio calls it before every batch
 with a 3 s timeout, so it never loads the model), ``POST /predict`` (``{"tasks", "label_config", ...}`` to
-``{"results": [one prediction per task]}``), ``POST /webhook`` (handed to ``ml_backend.webhook`` when present) and
+``{"results": [one prediction per task]}``), ``POST /webhook`` (handed to ``ml_backend.prelabel.webhook`` when present) and
 ``GET /metrics``. HTTP basic auth guards every route when BASIC_AUTH_USER and BASIC_AUTH_PASS are set. Errors are
 JSON ``{"error": "..."}`` with a message, never a traceback.
 """
@@ -20,9 +20,9 @@ from dataclasses import dataclass, field
 from flask import Flask, Response, jsonify, request
 from werkzeug.exceptions import HTTPException
 
-from .model import SongModel, get_model
-from .predictions import ConfigError
-from .settings import Settings
+from ml_backend.model import SongModel, get_model
+from ml_backend.prediction.predictions import ConfigError
+from ml_backend.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -79,11 +79,11 @@ def json_body() -> dict:
 
 
 def queue_status(state: AppState) -> dict:
-    """The pre-labeling queue's part of /health (``ml_backend.jobqueue``): ``queue_length`` and, where the queue
+    """The pre-labeling queue's part of /health (``ml_backend.prelabel.jobqueue``): ``queue_length`` and, where the queue
     reports them, its counts and recently failed tasks. Empty when there is no queue module or it cannot be
     opened (a broken queue must not make the backend look down)."""
     try:
-        jobqueue = importlib.import_module("ml_backend.jobqueue")
+        jobqueue = importlib.import_module("ml_backend.prelabel.jobqueue")
     except ModuleNotFoundError:
         return {}
     try:
@@ -134,10 +134,10 @@ def metric_values(model: SongModel) -> list[tuple[str, float, str]]:
 
 
 def start_prelabeling(settings: Settings) -> None:
-    """Start this process's pre-labeling queue workers (``ml_backend.worker``, when present): threads must be
+    """Start this process's pre-labeling queue workers (``ml_backend.prelabel.worker``, when present): threads must be
     started after the fork, in the process that serves."""
     try:
-        from .worker import start_background_workers
+        from ml_backend.prelabel.worker import start_background_workers
     except ModuleNotFoundError:
         return
     try:
@@ -235,7 +235,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         except ValueError as exc:
             return error(str(exc), 400)
         try:
-            handler = importlib.import_module("ml_backend.webhook").handle_webhook
+            handler = importlib.import_module("ml_backend.prelabel.webhook").handle_webhook
         except (ModuleNotFoundError, AttributeError):
             return jsonify({"status": "ignored", "action": payload.get("action", "")})
         return jsonify(handler(payload, settings))

@@ -1,0 +1,1 @@
+"""What the model is asked and what it answers: model windows (``windows``), the prompt and its parser (``prompt``), the engines that run it (``engines/``), the song caption (``caption``); data types in ``types``."""
