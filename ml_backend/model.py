@@ -92,6 +92,15 @@ class SongJob:
 
 
 @dataclass
+class TaskResult:
+    """One task's answer: the prediction for Label Studio, and why it is empty when the task failed (the worker
+    and ``preannotate`` put that reason in their failed lists)."""
+
+    prediction: dict
+    failure: str = ""  # "" when the song was predicted
+
+
+@dataclass
 class ModelStats:
     """Counters of this process, shown by /metrics."""
 
@@ -158,8 +167,12 @@ class SongModel:
     # --- the request -----------------------------------------------------------------------------------------
 
     def predict(self, tasks: list[dict], label_config: str) -> list[dict]:
-        """One prediction per task, in order. Raises ``predictions.ConfigError`` for a label config without
-        an Audio object; never raises for a bad task (it gets an empty prediction and a log line).
+        """One prediction per task, in order (what ``/predict`` returns); see ``predict_tasks``."""
+        return [r.prediction for r in self.predict_tasks(tasks, label_config)]
+
+    def predict_tasks(self, tasks: list[dict], label_config: str) -> list[TaskResult]:
+        """One result per task, in order. Raises ``predictions.ConfigError`` for a label config without
+        an Audio object; never raises for a bad task (it gets an empty prediction, a reason and a log line).
 
         The windows of all tasks go to the engine together; only when the decoded audio waiting for the engine
         passes MAX_PENDING_AUDIO_SECONDS (a large Data Manager selection) is the request split into groups."""
@@ -167,7 +180,7 @@ class SongModel:
         targets = parse_config(label_config)
         allowed = tuple(targets.section_labels or SECTION_LABELS)
         source = media_source(self.settings)
-        results: list[dict | None] = [None] * len(tasks)
+        results: list[TaskResult | None] = [None] * len(tasks)
         pending: list[SongJob] = []
         first_job_by_key: dict[str, SongJob] = {}
         duplicates: list[tuple[int, SongJob]] = []
@@ -179,7 +192,7 @@ class SongModel:
                 cached = self.cache.get(key)
                 if cached is not None:
                     log.info("task %s: prediction cache hit", task_id)
-                    results[index] = cached
+                    results[index] = TaskResult(cached)
                     continue
                 if key in first_job_by_key:  # the same song twice in one request: predict it once
                     duplicates.append((index, first_job_by_key[key]))
@@ -203,7 +216,8 @@ class SongModel:
         for index, job in duplicates:
             results[index] = results[job.index]
         self.stats.seconds += time.perf_counter() - started
-        return [r if r is not None else empty_prediction(self._version) for r in results]
+        return [r if r is not None else TaskResult(empty_prediction(self._version), "no prediction was made")
+                for r in results]
 
     def _complete(self, jobs: list[SongJob], allowed: tuple[str, ...], targets: ConfigTargets,
                   results: list) -> None:
@@ -225,16 +239,17 @@ class SongModel:
                 continue
             if all(d.ok for d in job_descriptions):  # a degraded song (model failure) is predicted again next time
                 self.cache.put(job.key, prediction)
-            results[job.index] = prediction
+            results[job.index] = TaskResult(prediction)
             self.stats.predictions += 1
             job.requests = []  # let the decoded audio go
 
-    def _failed(self, task_id, cause: str) -> dict:
-        """Log why a task gets no prediction (naming the task once) and return its empty prediction."""
+    def _failed(self, task_id, cause: str) -> TaskResult:
+        """Log why a task gets no prediction (naming the task once) and return its empty prediction with the
+        reason."""
         cause = cause.removeprefix(f"task {task_id}: ")
         log.warning("task %s: no prediction: %s", task_id, cause)
         self.stats.failures += 1
-        return empty_prediction(self._version)
+        return TaskResult(empty_prediction(self._version), cause)
 
     def _forget_download(self, path: Path | None) -> None:
         """Delete a downloaded copy (MODEL_DIR/media) that could not be used: downloads are reused by reference,

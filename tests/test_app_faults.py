@@ -124,3 +124,29 @@ def test_hour_long_file(tmp_path, song_files):
     assert regions
     assert max(r["value"]["end"] for r in regions) > 3000  # regions cover the hour, not just its start
     assert all(0 <= r["value"]["start"] < r["value"]["end"] <= 3600 + 30 for r in regions)
+
+
+def test_a_failed_task_carries_its_reason_to_the_worker(tmp_path, bad_media):
+    """The model returns why each task failed (no log capture): the queue worker and preannotate report that
+    reason for the task, and a good task in the same request is predicted."""
+    from ml_backend.prelabel.worker import JobFailed, predict_and_post
+
+    settings = Settings(engine="dsp", model_dir=tmp_path / "model_dir", local_files_document_root=str(bad_media))
+    model = get_model(settings)
+    tasks = [ls_task(1, local_ref("good.wav")), ls_task(103, local_ref("notes.wav")),
+             ls_task(106, local_ref("missing.wav"))]
+    good, notes, missing = model.predict_tasks(tasks, shipped_config())
+    assert good.prediction["result"] and good.failure == ""
+    assert notes.prediction["result"] == [] and "notes.wav" in notes.failure
+    assert missing.prediction["result"] == [] and "missing.wav" in missing.failure
+    assert not notes.failure.startswith("task ")  # the task is named once, by whoever prints the reason
+
+    class NoPosting:
+        class predictions:
+            @staticmethod
+            def create(**_):
+                raise AssertionError("a failed task must not be posted")
+
+    with pytest.raises(JobFailed) as failed:
+        predict_and_post(model, NoPosting(), ls_task(106, local_ref("missing.wav")), shipped_config())
+    assert str(failed.value) == missing.failure

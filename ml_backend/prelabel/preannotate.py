@@ -187,10 +187,9 @@ def preannotate_command(ls_url: str, ls_token: str, project_id: int, only_missin
     from ml_backend.model import get_model
     from ml_backend.settings import Settings, SettingsError
 
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    # a task's warning becomes its "failed" line; print only errors beside the progress bar
-    for handler in logging.getLogger().handlers:
-        handler.setLevel(logging.ERROR)
+    # a task's failure is printed as its "failed" line (the model returns the reason); the log shows only errors
+    # beside the progress bar
+    logging.basicConfig(level=logging.ERROR, format="%(levelname)s %(name)s: %(message)s")
     ls_url = ls_url.rstrip("/")
     try:
         settings = Settings.from_env()

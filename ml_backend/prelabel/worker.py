@@ -17,7 +17,6 @@ import logging
 import os
 import threading
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from ml_backend.prediction.predictions import failed_version, is_current_prediction
@@ -63,32 +62,6 @@ def superseded(predictions, model_version: str) -> list:
     return [p for p in predictions or [] if _field(p, "model_version") in versions]
 
 
-class _ThreadWarnings(logging.Handler):
-    """Collects warning messages logged by ``ml_backend`` in one thread: SongModel logs why a task got an empty
-    prediction instead of raising, and that reason belongs in the failed list."""
-
-    def __init__(self) -> None:
-        super().__init__(level=logging.WARNING)
-        self.thread = threading.get_ident()
-        self.messages: list[str] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        if record.thread == self.thread:
-            self.messages.append(record.getMessage())
-
-
-@contextmanager
-def warnings_of_this_thread():
-    """Yield a list that fills with this thread's ``ml_backend`` warnings while the block runs."""
-    handler = _ThreadWarnings()
-    logger = logging.getLogger("ml_backend")
-    logger.addHandler(handler)
-    try:
-        yield handler.messages
-    finally:
-        logger.removeHandler(handler)
-
-
 def sdk_error_detail(exc: Exception) -> str:
     """A short reason from a label-studio-sdk or httpx error."""
     status = getattr(exc, "status_code", None)
@@ -108,14 +81,10 @@ def predict_and_post(model, client, task: dict, label_config: str, replace: bool
     old = superseded(task.get("predictions"), version)
     if has_version(old, version) and not replace:
         return TaskOutcome(task_id, "skipped", f"already has a {version} prediction")
-    with warnings_of_this_thread() as warnings:
-        prediction = model.predict([task], label_config)[0]
+    outcome = model.predict_tasks([task], label_config)[0]
+    prediction = outcome.prediction
     if not prediction.get("result"):
-        reasons = [m for m in warnings if m.startswith(f"task {task_id}:")] or warnings
-        if not reasons:
-            raise JobFailed("the model returned an empty prediction; see the backend log")
-        # "task 7: no prediction: <why>" -> "<why>": the queue and the summary name the task already
-        raise JobFailed(reasons[-1].split(": no prediction: ", 1)[-1])
+        raise JobFailed(outcome.failure or "the model returned an empty prediction; see the backend log")
     try:
         client.predictions.create(task=task_id, result=prediction["result"], score=prediction.get("score"),
                                   model_version=prediction.get("model_version") or version)

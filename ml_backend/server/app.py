@@ -10,7 +10,6 @@ JSON ``{"error": "..."}`` with a message, never a traceback.
 from __future__ import annotations
 
 import hmac
-import importlib
 import logging
 import threading
 import time
@@ -21,6 +20,8 @@ from flask import Flask, Response, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from ml_backend.model import SongModel, get_model
+from ml_backend.prelabel import jobqueue, worker
+from ml_backend.prelabel import webhook as webhook_module
 from ml_backend.prediction.predictions import ConfigError
 from ml_backend.settings import Settings
 
@@ -79,20 +80,13 @@ def json_body() -> dict:
 
 
 def queue_status(state: AppState) -> dict:
-    """The pre-labeling queue's part of /health (``ml_backend.prelabel.jobqueue``): ``queue_length`` and, where the queue
-    reports them, its counts and recently failed tasks. Empty when there is no queue module or it cannot be
-    opened (a broken queue must not make the backend look down)."""
-    try:
-        jobqueue = importlib.import_module("ml_backend.prelabel.jobqueue")
-    except ModuleNotFoundError:
-        return {}
+    """The pre-labeling queue's part of /health: ``queue_length``, its counts and recently failed tasks. Empty
+    when the queue cannot be opened (a broken queue must not make the backend look down)."""
     try:
         with state.queue_lock:
             if state.queue is None:
                 state.queue = jobqueue.open_queue(state.settings)
-        if hasattr(state.queue, "health"):
-            return dict(state.queue.health())
-        return {"queue_length": int(state.queue.pending_count())}
+        return dict(state.queue.health())
     except Exception as exc:
         log.warning("pre-labeling queue status unavailable: %s", exc)
         return {}
@@ -134,14 +128,10 @@ def metric_values(model: SongModel) -> list[tuple[str, float, str]]:
 
 
 def start_prelabeling(settings: Settings) -> None:
-    """Start this process's pre-labeling queue workers (``ml_backend.prelabel.worker``, when present): threads must be
-    started after the fork, in the process that serves."""
+    """Start this process's pre-labeling queue workers: threads must be started after the fork, in the process
+    that serves."""
     try:
-        from ml_backend.prelabel.worker import start_background_workers
-    except ModuleNotFoundError:
-        return
-    try:
-        start_background_workers(settings)
+        worker.start_background_workers(settings)
     except Exception:  # the queue is optional; /predict works without it
         log.exception("pre-labeling workers did not start")
 
@@ -234,11 +224,7 @@ def create_app(settings: Settings | None = None) -> Flask:
             payload = json_body()
         except ValueError as exc:
             return error(str(exc), 400)
-        try:
-            handler = importlib.import_module("ml_backend.prelabel.webhook").handle_webhook
-        except (ModuleNotFoundError, AttributeError):
-            return jsonify({"status": "ignored", "action": payload.get("action", "")})
-        return jsonify(handler(payload, settings))
+        return jsonify(webhook_module.handle_webhook(payload, settings))
 
     @app.get("/metrics")
     def metrics():

@@ -9,7 +9,7 @@ from ml_backend.prelabel import worker as worker_module
 from ml_backend.prelabel.jobqueue import open_queue
 from ml_backend.settings import Settings
 from ml_backend.prelabel.webhook import created_jobs, handle_webhook
-from ml_backend.prelabel.worker import TaskOutcome, has_version, superseded, warnings_of_this_thread
+from ml_backend.prelabel.worker import has_version, superseded
 
 PAYLOAD = {  # trimmed from a real TASKS_CREATED call
     "action": "TASKS_CREATED",
@@ -85,17 +85,3 @@ def test_only_real_predictions_of_the_version_count():
     assert not has_version([failed, empty, other], "dsp-1")
     assert has_version([failed, real], "dsp-1")
     assert superseded([failed, empty, other, real], "dsp-1") == [failed, empty, real]
-
-
-def test_warnings_are_collected_per_thread():
-    import threading
-
-    log = logging.getLogger("ml_backend.model")
-    other = threading.Thread(target=lambda: log.warning("task 2: from another thread"))
-    with warnings_of_this_thread() as seen:
-        log.warning("task 1: no prediction: not audio")
-        other.start()
-        other.join()
-        log.info("task 1: info is not a reason")
-    assert seen == ["task 1: no prediction: not audio"]
-    assert TaskOutcome(1, "posted").detail == ""
