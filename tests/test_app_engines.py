@@ -6,11 +6,9 @@ region's text and not the song."""
 from __future__ import annotations
 
 import base64
-import http.server
 import io
 import json
 import shutil
-import threading
 import wave
 
 import pytest
@@ -20,6 +18,7 @@ from label_config import names as n, shipped_config
 from ml_backend.server.app import create_app
 from ml_backend.model import SongModel, get_model
 from ml_backend.settings import Settings
+from tests.openai_standin import OpenAIStandIn, completion, has_audio
 from tests.test_app import local_ref, ls_task, predict_body
 
 
@@ -70,43 +69,21 @@ def scripted_server():
     good JSON answer, later windows get prose; text-only requests (the caption) get a caption. Records bodies."""
     seen: list[dict] = []
 
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_POST(self):
-            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-            seen.append(body)
-            content = body["messages"][0]["content"]
-            audio = [p for p in content if isinstance(p, dict) and p.get("type") == "input_audio"] \
-                if isinstance(content, list) else []
-            windows_before = sum(1 for b in seen[:-1] if isinstance(b["messages"][0]["content"], list))
-            if audio and windows_before == 0:
-                self._send(400, {"error": {"message": "audio too short for this model"}})
-                return
-            if audio and windows_before == 1:
-                text = GOOD_ANSWER
-            elif audio:
-                text = "It sounds like music with some instruments playing."
-            else:
-                text = "Bright synth-pop with a driving beat and a shimmering synth lead."
-            self._send(200, {"id": "x", "object": "chat.completion", "model": body["model"],
-                             "choices": [{"index": 0, "finish_reason": "stop",
-                                          "message": {"role": "assistant", "content": text}}]})
+    def reply(body, _n):
+        seen.append(body)
+        windows_before = sum(1 for b in seen[:-1] if has_audio(b))
+        if has_audio(body) and windows_before == 0:
+            return 400, {"error": {"message": "audio too short for this model"}}, 0
+        if has_audio(body) and windows_before == 1:
+            text = GOOD_ANSWER
+        elif has_audio(body):
+            text = "It sounds like music with some instruments playing."
+        else:
+            text = "Bright synth-pop with a driving beat and a shimmering synth lead."
+        return 200, completion(text, model=body["model"]), 0
 
-        def _send(self, status, payload):
-            data = json.dumps(payload).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-        def log_message(self, *args):
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/v1", seen
-    server.shutdown()
-    server.server_close()
+    with OpenAIStandIn(reply) as server:
+        yield server.url, seen
 
 
 def test_one_failed_window_degrades_its_region_not_the_song(tmp_path, documents, scripted_server):

@@ -9,10 +9,7 @@ from __future__ import annotations
 import base64
 import io
 import json
-import threading
-import time
 import wave
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import numpy as np
 import pytest
@@ -21,75 +18,9 @@ from ml_backend.describe.engines import WindowRequest, create_engine
 from ml_backend.describe.engines.openai_engine import OpenAIEngine, backoff_seconds, wav_base64
 from ml_backend.describe.prompt import DEFAULT_ANALYSIS_PROMPT, window_prompt
 from ml_backend.settings import Settings
+from tests.openai_standin import OpenAIStandIn as FakeServer, completion
 
 SR = 16000
-
-
-def completion(text: str) -> dict:
-    """A chat-completions response as vLLM sends it."""
-    return {
-        "id": "chatcmpl-1", "object": "chat.completion", "created": 1700000000, "model": "qwen",
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
-        "usage": {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15},
-    }
-
-
-class FakeServer:
-    """Records every request; ``reply(body, n)`` returns (status, payload dict or raw str, delay seconds)."""
-
-    def __init__(self, reply):
-        self.reply = reply
-        self.bodies: list[dict] = []
-        self.headers: list[dict] = []
-        self.paths: list[str] = []
-        self.in_flight = 0
-        self.max_in_flight = 0
-        self.lock = threading.Lock()
-        server = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):  # noqa: N802 (http.server's naming)
-                length = int(self.headers.get("Content-Length", 0))
-                body = json.loads(self.rfile.read(length))
-                with server.lock:
-                    n = len(server.bodies)
-                    server.bodies.append(body)
-                    server.headers.append(dict(self.headers))
-                    server.paths.append(self.path)
-                    server.in_flight += 1
-                    server.max_in_flight = max(server.max_in_flight, server.in_flight)
-                try:
-                    status, payload, delay = server.reply(body, n)
-                    if delay:
-                        time.sleep(delay)
-                    data = payload if isinstance(payload, str) else json.dumps(payload)
-                    self.send_response(status)
-                    self.send_header("Content-Type", "application/json")
-                    self.send_header("Content-Length", str(len(data.encode())))
-                    self.end_headers()
-                    self.wfile.write(data.encode())
-                except (BrokenPipeError, ConnectionResetError):
-                    pass  # the client gave up (timeout test)
-                finally:
-                    with server.lock:
-                        server.in_flight -= 1
-
-            def log_message(self, *args):
-                pass
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
-        self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05},
-                                       daemon=True)
-
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.httpd.shutdown()
-        self.httpd.server_close()
 
 
 def engine_for(server: FakeServer, **kw) -> OpenAIEngine:

@@ -15,10 +15,11 @@ import json
 import os
 import shutil
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+
+from tests.openai_standin import OpenAIStandIn, completion, has_audio
 
 from .servers import REPO, connect_backend, create_project, task_predictions, upload_files, wait_until
 
@@ -41,65 +42,32 @@ WINDOWS = [  # what the stand-in "hears", one answer per window in turn
 CAPTION = "Bright instrumental pop in G major at 120 BPM: felt piano, strummed acoustic guitar and a steady kick."
 
 
-class VLLMStandIn:
-    """An OpenAI-compatible chat-completions endpoint answering like vLLM serving Qwen2-Audio: a JSON description
-    for a request with audio, a caption for a text-only one. Records the request bodies."""
+def vllm_replies():
+    """A ``reply`` for the stand-in that answers like vLLM serving Qwen2-Audio: a JSON description for a request
+    with audio (the WINDOWS texts in turn), a caption for a text-only one."""
+    audio_requests: list[int] = []
+    lock = threading.Lock()
 
-    def __init__(self) -> None:
-        self.bodies: list[dict] = []
-        self.lock = threading.Lock()
-        stand_in = self
+    def reply(body: dict, _n: int):
+        if not has_audio(body):
+            return 200, completion(CAPTION, model=body.get("model")), 0
+        with lock:
+            audio_requests.append(1)
+            n = len(audio_requests)
+        label, summary, genres, instruments = WINDOWS[(n - 1) % len(WINDOWS)]
+        text = json.dumps({"section_label": label, "summary": summary, "genre": genres, "instruments": instruments,
+                           "effects": [], "vocal_characteristics": [], "mix_notes": [], "vocal_language": "none",
+                           "notable_moments": []})
+        return 200, completion(text, model=body.get("model"), n=n), 0
 
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):  # noqa: N802 (http.server's naming)
-                body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))))
-                with stand_in.lock:
-                    stand_in.bodies.append(body)
-                    n = sum(1 for b in stand_in.bodies if has_audio(b))
-                text = CAPTION
-                if has_audio(body):
-                    label, summary, genres, instruments = WINDOWS[(n - 1) % len(WINDOWS)]
-                    text = json.dumps({"section_label": label, "summary": summary, "genre": genres,
-                                       "instruments": instruments, "effects": [], "vocal_characteristics": [],
-                                       "mix_notes": [], "vocal_language": "none", "notable_moments": []})
-                data = json.dumps({"id": f"chatcmpl-{n}", "object": "chat.completion", "model": body.get("model"),
-                                   "choices": [{"index": 0, "finish_reason": "stop",
-                                                "message": {"role": "assistant", "content": text}}],
-                                   "usage": {"prompt_tokens": 100, "completion_tokens": 50,
-                                             "total_tokens": 150}}).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def log_message(self, *args):
-                pass
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
-
-
-def has_audio(body: dict) -> bool:
-    """True when a chat request carries an audio part (``input_audio`` or ``audio_url``)."""
-    for message in body.get("messages", []):
-        content = message.get("content")
-        if isinstance(content, list) and any(p.get("type") in ("input_audio", "audio_url") for p in content):
-            return True
-    return False
+    return reply
 
 
 @pytest.fixture(scope="module")
 def prelabeled_task(label_studio, start_backend, song_files):
     """(project id, task id, prediction, stand-in): one song imported into a project with the openai-engine
     backend connected, pre-annotated by the worker."""
-    stand_in = VLLMStandIn()
+    stand_in = OpenAIStandIn(vllm_replies())
     backend = start_backend("openai", ENGINE="openai", OPENAI_BASE_URL=stand_in.url, MODEL_ID=MODEL_ID,
                             MAX_RETRIES="0", REQUEST_TIMEOUT="30",
                             MAX_CONCURRENCY="1")  # windows in time order, so the answers follow the song
