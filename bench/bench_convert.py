@@ -89,11 +89,10 @@ def worker(kind: str, export: Path, out: Path) -> None:
     elif kind == "floor":
         # What this file system charges for our output alone: two new files per task, written as the converter
         # writes them (temp file + rename), with the converter's own sidecar and lyrics bytes.
-        from converters.writer import atomic_write
-
         import ijson
 
-        from converters.writer import sidecar_bytes
+        from converters.json_text import sidecar_bytes
+        from ls_acestep.files import atomic_write
 
         with open(export, "rb") as handle:  # a payload of sidecar size or more: the first task as JSON
             first = next(ijson.items(handle, "item", use_float=True))

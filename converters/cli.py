@@ -46,10 +46,11 @@ def _progress(enabled_bar: bool, say):
 @click.option("--media-root", type=click.Path(path_type=Path), default=None,
               help="A copy of Label Studio's media folder (holds upload/<project>/<file>).")
 @click.option("--document-root", type=click.Path(path_type=Path), default=None, envvar="LOCAL_FILES_DOCUMENT_ROOT",
-              help="LOCAL_FILES_DOCUMENT_ROOT, for /data/local-files/?d=... audio.")
-@click.option("--ls-url", envvar="LABEL_STUDIO_URL", default="", help="Label Studio URL, to download audio.")
-@click.option("--ls-token", envvar="LABEL_STUDIO_API_KEY", default="",
-              help="Legacy token or personal access token (env LABEL_STUDIO_API_KEY).")
+              show_envvar=True, help="Label Studio's LOCAL_FILES_DOCUMENT_ROOT, for /data/local-files/?d=... audio.")
+@click.option("--ls-url", envvar="LABEL_STUDIO_URL", show_envvar=True, default="",
+              help="Label Studio URL, to download audio.")
+@click.option("--ls-token", envvar="LABEL_STUDIO_API_KEY", show_envvar=True, default="",
+              help="Legacy token or personal access token.")
 @click.option("--use-predictions", is_flag=True,
               help="Use the newest prediction for tasks without a usable annotation.")
 @click.option("--audio", type=click.Choice(["copy", "link", "none"]), default="copy", show_default=True,
@@ -59,6 +60,9 @@ def _progress(enabled_bar: bool, say):
 def convert_command(export, out, media_root, document_root, ls_url, ls_token, use_predictions, audio, force,
                     dry_run):
     """Convert a Label Studio JSON EXPORT into an ACE-Step 1.5 LoRA dataset in --out.
+
+    Audio not found under --media-root or --document-root is downloaded from Label Studio: set LABEL_STUDIO_URL
+    and LABEL_STUDIO_API_KEY in the environment (or pass --ls-url and --ls-token).
 
     Exit status: 0 all tasks converted, 1 some skipped or failed (see conversion_report.json), 2 unusable input.
     """

@@ -11,21 +11,27 @@ import datetime as _dt
 import json
 import os
 import sys
-import uuid
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from label_config.sidecar import INSTRUMENTAL_LYRICS, lyrics_file_text, to_sidecar
+from label_config.sidecar import (
+    LORA_TAB_AUDIO, acestep_metadata, acestep_sample, lyrics_file_text, to_sidecar,
+)
+from ls_acestep.files import atomic_write
 from ls_acestep.media import MediaError, MediaSource, locate, make_client, resolve_audio
 
-from . import writer
+from .audio_files import AudioReadError, measure_duration, place_audio
 from .export_reader import ExportError, TaskError, audio_ref, choose, iter_tasks, task_id
+from .json_text import sidecar_bytes
+from .outputs import ACESTEP_DATASET, DATASET_DIR, INDEX, MANIFEST, REPORT, STATE_DIR, manifest_row
 from .results import export_duration, song_from_results
-from .validate import SCANNED
+from .spool import Spool, write_json_with_lists, write_lines
+from .state import State, TaskState
+from .stems import StemBook, stem_and_ext
+from .text_plan import TextPlan, plan_text, recorded_hash
 
 AUDIO_MODES = ("copy", "link", "none")
 EXIT_OK, EXIT_PROBLEMS, EXIT_UNUSABLE = 0, 1, 2
-_UUID_NAMESPACE = uuid.UUID("6f1d3f0e-8a53-4c7e-9d0b-2f6b1b0c7a11")  # sample ids: uuid5(namespace, "task-<id>")
 
 
 @dataclass
@@ -67,6 +73,40 @@ def _now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
 
 
+@dataclass(slots=True)
+class AudioPlan:
+    """Where one task's audio comes from and where it goes. ``name`` is its file name in the dataset folder (the
+    manifest names it even with --audio none); ``src`` is None when nothing is placed."""
+
+    name: str
+    duration: float | None  # seconds: measured from the file, or what the export says with --audio none
+    src: Path | None = None
+    dest: Path | None = None
+    move: bool = False  # a download, moved into place instead of copied
+    action: str = "none"  # copy | link | none | same | download: a word for the dry-run plan
+
+    @property
+    def recorded_name(self) -> str:
+        """The audio's name as the state remembers it: "" when none was placed."""
+        return self.name if self.dest is not None else ""
+
+
+@dataclass(slots=True)
+class TextPlans:
+    """One task's two text files and what happens to each."""
+
+    sidecar: TextPlan
+    lyrics: TextPlan
+
+    @property
+    def kept(self) -> list[TextPlan]:
+        return [p for p in (self.sidecar, self.lyrics) if p.action == "kept"]
+
+    @property
+    def to_write(self) -> list[TextPlan]:
+        return [p for p in (self.sidecar, self.lyrics) if p.action in ("new", "update")]
+
+
 class Run:
     """State of one conversion run; ``convert`` drives it."""
 
@@ -74,18 +114,19 @@ class Run:
         self.o = options
         self.say = say  # one line of human output
         self.out = Path(options.out)
-        self.dataset = self.out / writer.DATASET_DIR
-        self.dataset_abs = self.dataset.resolve()  # absolute paths in the ACE-Step dataset file
-        self.dataset_abs_str = str(self.dataset_abs)
+        self.dataset = self.out / DATASET_DIR
+        self.dataset_abs_str = str(self.dataset.resolve())  # absolute paths in the ACE-Step dataset file
         self.summary = Summary()
-        self.state = writer.State(self.out)
+        self.state = State(self.out)
         for warning in self.state.load():
             say(f"warning: {warning}")
-        self.stems = writer.StemBook({t: e.stem for t, e in self.state.tasks.items()})
+        self.stems = StemBook({t: e.stem for t, e in self.state.tasks.items()})
         self.client = None
         if options.source.cache_dir is None:  # downloads are kept in DIR so that a re-run reuses them
-            cache = self.out / writer.STATE_DIR / "cache"
+            cache = self.out / STATE_DIR / "cache"
             self.o = replace(options, source=replace(options.source, cache_dir=cache))
+        # One way of finding a task's audio for the whole run, chosen once.
+        self.plan_audio = self._no_audio if options.audio == "none" else self._placed_audio
         self.started = False
         # An empty (or missing) dataset folder needs no per-file look-ups: stems are distinct within a run.
         self.fresh = not self.state.tasks and not (self.dataset.is_dir() and any(os.scandir(self.dataset)))
@@ -98,13 +139,13 @@ class Run:
         if self.o.dry_run:
             return
         self.dataset.mkdir(parents=True, exist_ok=True)
-        work = self.out / writer.STATE_DIR
+        work = self.out / STATE_DIR
         for leftover in work.glob(".*.jsonl") if work.is_dir() else ():  # spools of an interrupted run
             leftover.unlink()
-        self.manifest = writer.Spool(work, "manifest")
-        self.samples = writer.Spool(work, "samples")
-        self.problems = writer.Spool(work, "problems")
-        self.warnings = writer.Spool(work, "warnings")
+        self.manifest = Spool(work, "manifest")
+        self.samples = Spool(work, "samples")
+        self.problems = Spool(work, "problems")
+        self.warnings = Spool(work, "warnings")
 
     # -- per task ------------------------------------------------------------------------------------------------
 
@@ -123,7 +164,7 @@ class Run:
             self._convert(tid, task, choice)
         except TaskError as exc:
             self._problem(tid, "failed", f"malformed task: {exc}", label)
-        except (MediaError, writer.AudioReadError) as exc:
+        except (MediaError, AudioReadError) as exc:
             self._problem(tid, "failed", str(exc), label)
         except OSError as exc:  # reading the source audio or writing into DIR
             self._problem(tid, "failed", f"file error: {exc}", label)
@@ -134,58 +175,41 @@ class Run:
                           "task's JSON", label)
 
     def _convert(self, tid: int, task: dict, choice) -> None:
-        o = self.o
+        """Plan one task's files, then print the plan (dry run) or write them."""
         ref = audio_ref(task)
-        stem, ext = writer.stem_and_ext(ref)
+        stem, ext = stem_and_ext(ref)
         stem = self.stems.assign(tid, stem)
         previous = self.state.tasks.get(tid)
-        audio_name = f"{stem}{ext}"
-        audio_dest = self.dataset / audio_name if o.audio != "none" else None  # no Path per task with none
+        audio = self.plan_audio(tid, task, choice, ref, f"{stem}{ext}", previous)
 
-        src, move, action = None, False, o.audio
-        if o.audio != "none":
-            src, move, action = self._audio_source(tid, ref, audio_dest, previous)
-            duration = writer.measure_duration(src)
-        else:
-            duration = export_duration(choice.result, task.get("data"))
-
-        converted = song_from_results(choice.result, duration)
-        if o.audio != "none" and ext not in SCANNED:
-            converted.warnings.append(f"audio {ext or '(no extension)'}: ACE-Step's LoRA training tab scans only "
-                                      f"{' '.join(SCANNED)}; convert the file")
+        converted = song_from_results(choice.result, audio.duration)
+        warnings = converted.warnings
+        if audio.dest is not None and ext not in LORA_TAB_AUDIO:
+            warnings.append(f"audio {ext or '(no extension)'}: ACE-Step's LoRA training tab scans only "
+                            f"{' '.join(LORA_TAB_AUDIO)}; convert the file")
         if previous and previous.stem != stem:
-            converted.warnings.append(f"the audio file name changed: files are now {stem}.*; the previous run's "
-                                      f"{previous.stem}.* are left in {writer.DATASET_DIR}/ (delete them)")
-        song = converted.song
-        lyrics = lyrics_file_text(song)
-        sidecar = to_sidecar(song, provenance(tid, choice, ref), lyrics)
+            warnings.append(f"the audio file name changed: files are now {stem}.*; the previous run's "
+                            f"{previous.stem}.* are left in {DATASET_DIR}/ (delete them)")
+        lyrics = lyrics_file_text(converted.song)
+        sidecar = to_sidecar(converted.song, provenance(tid, choice, ref), lyrics)
+        texts = self._plan_texts(stem, sidecar, lyrics, previous)
+        if self.o.dry_run:
+            self._say_plan(tid, audio, texts, warnings)
+        else:
+            self._write(tid, choice, ref, stem, audio, texts, sidecar, lyrics, previous, warnings)
+        self._count(choice, warnings, texts.kept, tid)
 
-        side_plan = writer.plan_text(self.dataset / f"{stem}.json", writer.sidecar_bytes(sidecar),
-                                     previous.sidecar_hash if previous else "", o.force, self.fresh)
-        lyr_plan = writer.plan_text(self.dataset / f"{stem}.lyrics.txt", lyrics.encode(),
-                                    previous.lyrics_hash if previous else "", o.force, self.fresh)
-        kept = [p for p in (side_plan, lyr_plan) if p.action == "kept"]
+    # How a task's audio is found: one method per --audio mode family, chosen once per run.
 
-        if o.dry_run:
-            where = f"{action} from {src}" if src else action
-            self.say(f"task {tid}: {writer.DATASET_DIR}/{audio_name} ({where}); sidecar {side_plan.action}; "
-                     f"lyrics {lyr_plan.action}")
-            for w in converted.warnings:
-                self.say(f"task {tid}: warning: {w}")
-            self._count(choice, converted.warnings, kept, tid)
-            return
+    def _no_audio(self, tid: int, task: dict, choice, ref: str, name: str, previous) -> AudioPlan:
+        """--audio none: nothing is read or placed; the length is what the export says (no Path per task)."""
+        return AudioPlan(name, export_duration(choice.result, task.get("data")))
 
-        entry = writer.TaskState(stem, ref, _recorded(side_plan, previous.sidecar_hash if previous else ""),
-                                 _recorded(lyr_plan, previous.lyrics_hash if previous else ""),
-                                 audio_name if o.audio != "none" else "")
-        on_disk = _read_kept_sidecar(side_plan, sidecar, converted.warnings)
-        lyrics_text = lyrics if lyr_plan.action != "kept" else lyr_plan.path.read_text(encoding="utf-8")
-
-        _write_files(src, audio_dest, o.audio, move,
-                     [p for p in (side_plan, lyr_plan) if p.action in ("new", "update")])
-        self.state.record(tid, entry)  # only once the files are on disk
-        self._rows(tid, choice, on_disk, lyrics_text, audio_name, stem, duration)
-        self._count(choice, converted.warnings, kept, tid)
+    def _placed_audio(self, tid: int, task: dict, choice, ref: str, name: str, previous) -> AudioPlan:
+        """--audio copy/link: find the file (or download it) and measure it."""
+        dest = self.dataset / name
+        src, move, action = self._audio_source(tid, ref, dest, previous)
+        return AudioPlan(name, measure_duration(src), src, dest, move, action)
 
     def _audio_source(self, tid: int, ref: str, dest: Path, previous) -> tuple[Path | None, bool, str]:
         """(file to read the audio from, whether it is a download to move into place, a word for the plan)."""
@@ -202,35 +226,37 @@ class Run:
         path = resolve_audio(ref, self.o.source, tid, client=self.client)
         return path, self.o.audio == "copy", "download"
 
-    def _rows(self, tid, choice, sidecar: dict, lyrics: str, audio: str, stem: str, duration: float | None) -> None:
-        """The task's manifest and dataset rows; ``audio`` is the audio's file name in the dataset folder (plain
-        strings, not Paths: this runs once per task)."""
-        folder = writer.DATASET_DIR  # manifest paths are relative to DIR (all files live in DIR/dataset)
-        language = sidecar.get("language") or "unknown"
-        self.manifest.add({
-            "task_id": tid, "annotation_id": choice.id if choice.source == "annotation" else None,
-            "prediction_id": choice.id if choice.source == "prediction" else None, "source": choice.source,
-            "audio_path": f"{folder}/{audio}", "sidecar_path": f"{folder}/{stem}.json",
-            "lyrics_path": f"{folder}/{stem}.lyrics.txt",
-            "caption": sidecar.get("caption", ""), "duration": sidecar.get("duration", duration),
-            "bpm": sidecar.get("bpm"), "keyscale": sidecar.get("keyscale", ""),
-            "timesignature": sidecar.get("timesignature", ""), "language": language,
-        })
-        lyrics = lyrics.rstrip("\n")
-        instrumental = lyrics == INSTRUMENTAL_LYRICS or language == "instrumental"
-        seconds = sidecar.get("duration", duration)
-        self.any_vocals = self.any_vocals or not instrumental
-        self.samples.add({
-            "id": str(uuid.uuid5(_UUID_NAMESPACE, f"task-{tid}")),
-            "audio_path": os.path.join(self.dataset_abs_str, audio),
-            "filename": audio, "caption": sidecar.get("caption", ""), "genre": sidecar.get("genre", ""),
-            "lyrics": lyrics, "raw_lyrics": "" if instrumental else lyrics,
-            "formatted_lyrics": "" if instrumental else lyrics, "bpm": sidecar.get("bpm"),
-            "keyscale": sidecar.get("keyscale", ""), "timesignature": sidecar.get("timesignature", ""),
-            "duration": int(seconds) if isinstance(seconds, (int, float)) else 0, "language": language,
-            "is_instrumental": instrumental, "custom_tag": "", "labeled": bool(sidecar.get("caption")),
-            "prompt_override": None,
-        })
+    def _plan_texts(self, stem: str, sidecar: dict, lyrics: str, previous) -> TextPlans:
+        side = plan_text(self.dataset / f"{stem}.json", sidecar_bytes(sidecar),
+                         previous.sidecar_hash if previous else "", self.o.force, self.fresh)
+        lyr = plan_text(self.dataset / f"{stem}.lyrics.txt", lyrics.encode(),
+                        previous.lyrics_hash if previous else "", self.o.force, self.fresh)
+        return TextPlans(side, lyr)
+
+    def _say_plan(self, tid: int, audio: AudioPlan, texts: TextPlans, warnings: list[str]) -> None:
+        where = f"{audio.action} from {audio.src}" if audio.src else audio.action
+        self.say(f"task {tid}: {DATASET_DIR}/{audio.name} ({where}); sidecar {texts.sidecar.action}; "
+                 f"lyrics {texts.lyrics.action}")
+        for w in warnings:
+            self.say(f"task {tid}: warning: {w}")
+
+    def _write(self, tid: int, choice, ref: str, stem: str, audio: AudioPlan, texts: TextPlans, sidecar: dict,
+               lyrics: str, previous, warnings: list[str]) -> None:
+        """Put the task's files in place, record them in the state, add its rows to the run-level files."""
+        entry = TaskState(stem, ref, recorded_hash(texts.sidecar, previous.sidecar_hash if previous else ""),
+                          recorded_hash(texts.lyrics, previous.lyrics_hash if previous else ""),
+                          audio.recorded_name)
+        on_disk = _read_kept_sidecar(texts.sidecar, sidecar, warnings)
+        lyrics_text = lyrics if texts.lyrics.action != "kept" else texts.lyrics.path.read_text(encoding="utf-8")
+        if audio.src is not None:
+            place_audio(audio.src, audio.dest, self.o.audio, move=audio.move)
+        for plan in texts.to_write:
+            atomic_write(plan.path, plan.data)
+        self.state.record(tid, entry)  # only once the files are on disk
+        self.manifest.add(manifest_row(tid, choice, on_disk, audio.name, stem, audio.duration))
+        sample = acestep_sample(tid, self.dataset_abs_str, audio.name, on_disk, lyrics_text, audio.duration)
+        self.any_vocals = self.any_vocals or not sample["is_instrumental"]
+        self.samples.add(sample)
 
     def _count(self, choice, warnings: list[str], kept: list, tid: int) -> None:
         self.summary.converted += 1
@@ -264,27 +290,18 @@ class Run:
         counts = self.summary.counts()
         out = self.out
         try:
-            (out / writer.MANIFEST).parent.mkdir(parents=True, exist_ok=True)
-            tmp = out / f".{writer.MANIFEST}.tmp"
-            with open(tmp, "w", encoding="utf-8") as handle:
-                for line in self.manifest.lines():
-                    handle.write(line)
-            tmp.replace(out / writer.MANIFEST)
-            writer.write_json_with_lists(out / writer.INDEX, {"generated_at": stamp, "export": str(self.o.export),
-                                                              "counts": counts}, {"records": self.manifest.lines()})
-            metadata = {"name": out.resolve().name, "created_at": stamp, "num_samples": self.samples.count,
-                        "custom_tag": "", "tag_position": "prepend",
-                        "all_instrumental": self.samples.count > 0 and not self.any_vocals, "genre_ratio": 0}
-            writer.write_json_with_lists(out / writer.ACESTEP_DATASET, {"metadata": metadata},
-                                         {"samples": self.samples.lines()})
+            write_lines(out / MANIFEST, self.manifest.lines())
+            write_json_with_lists(out / INDEX, {"generated_at": stamp, "export": str(self.o.export),
+                                                "counts": counts}, {"records": self.manifest.lines()})
+            metadata = acestep_metadata(out.resolve().name, stamp, self.samples.count, self.any_vocals)
+            write_json_with_lists(out / ACESTEP_DATASET, {"metadata": metadata}, {"samples": self.samples.lines()})
             report = {"generated_at": stamp, "export": str(self.o.export), "out": str(out), "counts": counts,
                       "exit_code": self.summary.exit_code}
-            writer.write_json_with_lists(out / writer.REPORT, report,
-                                         {"problems": self.problems.lines(), "warnings": self.warnings.lines()})
+            write_json_with_lists(out / REPORT, report,
+                                  {"problems": self.problems.lines(), "warnings": self.warnings.lines()})
         finally:
             for spool in (self.manifest, self.samples, self.problems, self.warnings):
                 spool.discard()
-
 
 
 def provenance(tid: int, choice, ref: str) -> dict:
@@ -295,20 +312,6 @@ def provenance(tid: int, choice, ref: str) -> dict:
                 "updated_at": choice.updated_at, "audio": ref, "ground_truth": choice.ground_truth}
     return {"task_id": tid, "source": "prediction", "prediction_id": choice.id, "updated_at": choice.updated_at,
             "audio": ref, "model_version": choice.model_version}
-
-
-def _write_files(src: Path | None, audio_dest: Path, mode: str, move: bool, plans: list) -> None:
-    """Put one task's audio and text files in place."""
-    if src is not None:
-        writer.place_audio(src, audio_dest, mode, move=move)
-    for plan in plans:
-        writer.atomic_write(plan.path, plan.data)
-
-
-def _recorded(plan, previous_hash: str) -> str:
-    """The hash to remember for a text file: what we wrote, or for a kept file the hash of what we last wrote
-    (empty when we never wrote it), so that it stays protected on the next run."""
-    return previous_hash if plan.action == "kept" else plan.new_hash
 
 
 class _DryDownload(Exception):

@@ -217,20 +217,33 @@ def choose(task: dict, use_predictions: bool = False) -> tuple[Choice | None, st
               if isinstance(a, dict) and not a.get("was_cancelled") and isinstance(a.get("result"), list)
               and a["result"]]
     if usable:
-        truth = [a for a in usable if a.get("ground_truth")]
-        best = max(truth or usable, key=_newest_key)
-        return Choice(result=best["result"], source="annotation", id=best.get("id"),
-                      annotator=best.get("completed_by"), updated_at=str(best.get("updated_at") or ""),
-                      ground_truth=bool(best.get("ground_truth"))), ""
-    cancelled = sum(1 for a in annotations if isinstance(a, dict) and a.get("was_cancelled"))
-    if annotations:
-        reason = (f"all {len(annotations)} annotation(s) cancelled (skipped in Label Studio)"
-                  if cancelled == len(annotations) else "no annotation with results")
-    else:
-        reason = "no annotations"
-    predictions = task.get("predictions") or []
+        return _annotation_choice(usable), ""
+    reason = _why_no_annotation(annotations)
     if not use_predictions:
         return None, f"{reason}; pass --use-predictions to fall back to the model's prediction"
+    return _prediction_choice(task.get("predictions") or [], reason)
+
+
+def _annotation_choice(usable: list[dict]) -> Choice:
+    """The ground-truth annotation, else the newest one, of annotations with results."""
+    truth = [a for a in usable if a.get("ground_truth")]
+    best = max(truth or usable, key=_newest_key)
+    return Choice(result=best["result"], source="annotation", id=best.get("id"),
+                  annotator=best.get("completed_by"), updated_at=str(best.get("updated_at") or ""),
+                  ground_truth=bool(best.get("ground_truth")))
+
+
+def _why_no_annotation(annotations: list) -> str:
+    if not annotations:
+        return "no annotations"
+    cancelled = sum(1 for a in annotations if isinstance(a, dict) and a.get("was_cancelled"))
+    if cancelled == len(annotations):
+        return f"all {len(annotations)} annotation(s) cancelled (skipped in Label Studio)"
+    return "no annotation with results"
+
+
+def _prediction_choice(predictions: list, reason: str) -> tuple[Choice | None, str]:
+    """The newest prediction with results; ``reason`` says why no annotation was usable."""
     whole = [p for p in predictions if isinstance(p, dict) and isinstance(p.get("result"), list) and p["result"]]
     if whole:
         best = max(whole, key=_newest_key)

@@ -92,64 +92,85 @@ def export_duration(result: list, task_data: dict | None = None) -> float | None
 def song_from_results(result: list, duration: float | None = None) -> Converted:
     """Turn one annotation's (or prediction's) result list into a SongAnnotation. ``duration`` (seconds) clamps
     region times into [0, duration] and is stored on the song."""
-    warnings: list[str] = []
-    song = SongAnnotation(duration=duration)
-    regions: dict[str, Region] = {}
-    texts: dict[str, dict[str, str]] = {}  # region id -> control -> text
-    text_times: dict[str, tuple] = {}
-    song_texts: dict[str, list[str]] = {}
-    ignored: set[str] = set()
-
+    reading = _Reading()
     for index, item in enumerate(result):
+        reading.item(index, item)
+    warnings = reading.warnings
+    song = SongAnnotation(duration=duration)
+    song.regions = sorted(reading.regions_with_texts(), key=lambda r: (r.start_sec, r.end_sec))
+    _clamp(song.regions, duration, warnings)
+    _song_fields(song, {k: "\n".join(v) for k, v in reading.song_texts.items()}, warnings)
+    for control in sorted(reading.ignored):
+        warnings.append(f"control {control!r} is not part of the label config; ignored")
+    return Converted(song, warnings)
+
+
+class _Reading:
+    """What one result list says, item by item: regions by result id, per-region texts, song-level texts, and
+    the warnings on the way. One method per kind of control."""
+
+    def __init__(self):
+        self.warnings: list[str] = []
+        self.regions: dict[str, Region] = {}
+        self.texts: dict[str, dict[str, str]] = {}  # region id -> control -> text
+        self.text_times: dict[str, tuple] = {}  # region id -> (start, end) of its first text
+        self.song_texts: dict[str, list[str]] = {}
+        self.ignored: set[str] = set()
+
+    def item(self, index: int, item: object) -> None:
         if not isinstance(item, dict) or not isinstance(item.get("value"), dict):
-            warnings.append(f"result #{index} is not a Label Studio result object; ignored")
-            continue
+            self.warnings.append(f"result #{index} is not a Label Studio result object; ignored")
+            return
         control, value, ident = item.get("from_name"), item["value"], item.get("id")
         rid = ident if type(ident) is str else str(ident or "")
         kind = _CONTROL_KINDS.get(control) if isinstance(control, str) else None
         if kind is _SECTION:
-            labels = [label for label in (str(x).strip() for x in value.get("labels") or []) if label]
-            if len(labels) > 1:
-                warnings.append(f"region {rid} has several labels {labels}; kept {labels[0]!r}")
-            key = rid or f"#{index}"
-            region = regions.get(key)
-            if region is None:
-                region = regions[key] = Region(0.0, 0.0, id=rid)
-            region.start_sec = _seconds(value.get("start")) or 0.0
-            region.end_sec = _seconds(value.get("end")) or 0.0
-            region.section_label = labels[0] if labels else ""
+            self.section(index, rid, value)
         elif kind is _REGION_TEXT:
-            if not rid:
-                warnings.append(f"{control} text without a region id; ignored (export as JSON, not JSON_MIN)")
-                continue
-            by_control = texts.get(rid)
-            if by_control is None:  # the first text of this region gives its times
-                by_control = texts[rid] = {}
-                text_times[rid] = (value.get("start"), value.get("end"))
-            by_control[control] = value_text(value).strip()
+            self.region_text(control, rid, value)
         elif kind is _SONG_FIELD:
-            song_texts.setdefault(control, []).append(value_text(value).strip())
+            self.song_texts.setdefault(control, []).append(value_text(value).strip())
         else:
-            ignored.add(str(control))
+            self.ignored.add(str(control))
 
-    for rid, by_control in texts.items():
-        region = regions.get(rid)
-        if region is None:  # a text whose label was removed: keep it on its own times, without a label
-            start, end = (_seconds(x) for x in text_times[rid])
-            if start is None or end is None:
-                warnings.append(f"region {rid}: text without times and without a section label; dropped")
-                continue
-            region = regions[rid] = Region(start, end, id=rid)
-            warnings.append(f"region {rid} has text but no section label")
-        region.notes = by_control.get(names.SEGMENT_NOTES, "")
-        region.lyrics = by_control.get(names.SEGMENT_LYRICS, "")
+    def section(self, index: int, rid: str, value: dict) -> None:
+        """A section label on the timeline: the region's times and label."""
+        labels = [label for label in (str(x).strip() for x in value.get("labels") or []) if label]
+        if len(labels) > 1:
+            self.warnings.append(f"region {rid} has several labels {labels}; kept {labels[0]!r}")
+        key = rid or f"#{index}"
+        region = self.regions.get(key)
+        if region is None:
+            region = self.regions[key] = Region(0.0, 0.0, id=rid)
+        region.start_sec = _seconds(value.get("start")) or 0.0
+        region.end_sec = _seconds(value.get("end")) or 0.0
+        region.section_label = labels[0] if labels else ""
 
-    song.regions = sorted(regions.values(), key=lambda r: (r.start_sec, r.end_sec))
-    _clamp(song.regions, duration, warnings)
-    _song_fields(song, {k: "\n".join(v) for k, v in song_texts.items()}, warnings)
-    for control in sorted(ignored):
-        warnings.append(f"control {control!r} is not part of the label config; ignored")
-    return Converted(song, warnings)
+    def region_text(self, control: str, rid: str, value: dict) -> None:
+        """A per-region TextArea (notes, lyrics), paired with its region by the result id."""
+        if not rid:
+            self.warnings.append(f"{control} text without a region id; ignored (export as JSON, not JSON_MIN)")
+            return
+        by_control = self.texts.get(rid)
+        if by_control is None:  # the first text of this region gives its times
+            by_control = self.texts[rid] = {}
+            self.text_times[rid] = (value.get("start"), value.get("end"))
+        by_control[control] = value_text(value).strip()
+
+    def regions_with_texts(self):
+        """The regions with their notes and lyrics; a text whose label was removed keeps its own times."""
+        for rid, by_control in self.texts.items():
+            region = self.regions.get(rid)
+            if region is None:
+                start, end = (_seconds(x) for x in self.text_times[rid])
+                if start is None or end is None:
+                    self.warnings.append(f"region {rid}: text without times and without a section label; dropped")
+                    continue
+                region = self.regions[rid] = Region(start, end, id=rid)
+                self.warnings.append(f"region {rid} has text but no section label")
+            region.notes = by_control.get(names.SEGMENT_NOTES, "")
+            region.lyrics = by_control.get(names.SEGMENT_LYRICS, "")
+        return self.regions.values()
 
 
 def _clamp(regions: list[Region], duration: float | None, warnings: list[str]) -> None:
@@ -161,9 +182,9 @@ def _clamp(regions: list[Region], duration: float | None, warnings: list[str]) -
         if (new_start, new_end) != (region.start_sec, region.end_sec):
             if (start, end) != (region.start_sec, region.end_sec):
                 warnings.append(f"region {region.id}: start after end; swapped")
-            if (new_start, new_end) != (start, end):
-                warnings.append(f"region {region.id}: {start:.3f}-{end:.3f} s clamped to "
-                                f"{new_start:.3f}-{new_end:.3f} s (song length {high:.3f} s)")
+            before, after = f"{start:.3f}-{end:.3f}", f"{new_start:.3f}-{new_end:.3f}"
+            if before != after:  # a clamp below the millisecond the sidecar keeps changes nothing worth saying
+                warnings.append(f"region {region.id}: {before} s clamped to {after} s (song length {high:.3f} s)")
         region.start_sec, region.end_sec = new_start, new_end
 
 

@@ -16,15 +16,13 @@ from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
-from label_config.sidecar import INSTRUMENTAL_LYRICS
+from label_config.sidecar import INSTRUMENTAL_LYRICS, LORA_TAB_AUDIO, V2_TRAINER_ONLY_AUDIO
 from label_config.vocabulary import (
     BPM_MAX, BPM_MIN, LANGUAGES, TIME_SIGNATURES, normalize_keyscale, normalize_language, normalize_timesignature,
 )
 
-from .writer import OUTPUT_FILES, STATE_DIR
+from .outputs import OUTPUT_FILES, STATE_DIR
 
-SCANNED = (".wav", ".mp3", ".flac", ".ogg", ".opus")  # the LoRA training tab
-V2_ONLY = (".m4a",)  # the v2 command-line trainer only
 OTHER_AUDIO = (".aac", ".aif", ".aiff", ".wma", ".alac", ".mp4", ".webm", ".mka", ".ape", ".wv")
 _KEYSCALE = re.compile(r"^[A-G][#b]? (major|minor)$")
 _LRC_STAMP = re.compile(r"\[\d{1,3}:\d{2}(?:[.:]\d{1,3})?\]")
@@ -73,9 +71,9 @@ def validate_folder(folder: Path) -> list[Finding]:
     texts: list[Path] = []
     for path in _walk(folder):
         ext = path.suffix.lower()
-        if ext in SCANNED:
+        if ext in LORA_TAB_AUDIO:
             audio_by_base[_base(path)].append(path)
-        elif ext in V2_ONLY:
+        elif ext in V2_TRAINER_ONLY_AUDIO:
             audio_by_base[_base(path)].append(path)
             findings.append(Finding(path, "problem", "the LoRA training tab does not scan .m4a (only the v2 "
                                     "command-line trainer does); convert it to .flac or .wav"))
@@ -88,7 +86,7 @@ def validate_folder(folder: Path) -> list[Finding]:
                                     "Caption columns override the sidecars"))
 
     if not audio_by_base:
-        findings.append(Finding(folder, "problem", "no audio files ACE-Step scans (.wav .mp3 .flac .ogg .opus)"))
+        findings.append(Finding(folder, "problem", f"no audio files ACE-Step scans ({' '.join(LORA_TAB_AUDIO)})"))
     for base, audios in sorted(audio_by_base.items()):
         if len(audios) > 1:
             findings.append(Finding(audios[0], "problem", "several audio files share one base name ("
@@ -143,59 +141,68 @@ def check_sample(audio: Path) -> list[Finding]:
 
 def check_sidecar(path: Path, data: dict, has_caption_txt: bool = False) -> list[Finding]:
     """What ACE-Step does with each key it reads from ``song.json`` (values read only when truthy)."""
-    out: list[Finding] = []
+    checks = (_check_caption(data.get("caption"), has_caption_txt), _check_bpm(data.get("bpm")),
+              _check_keyscale(data.get("keyscale")), _check_timesignature(data.get("timesignature")),
+              _check_language(data.get("language"), data.get("vocal_language")))
+    return [Finding(path, level, message) for found in checks for level, message in found]
 
-    def problem(message: str) -> None:
-        out.append(Finding(path, "problem", message))
 
-    def note(message: str) -> None:
-        out.append(Finding(path, "note", message))
+# Each check returns (level, message) pairs for one key: "problem" for what ACE-Step ignores or misreads, "note"
+# for a default it applies.
 
-    caption = data.get("caption")
+def _check_caption(caption: object, has_caption_txt: bool) -> list[tuple[str, str]]:
     if not caption:
-        if not has_caption_txt:
-            problem("no caption (empty or missing): the sample is unlabeled and skipped at preprocessing")
-    elif not isinstance(caption, str):
-        problem(f"caption is a {type(caption).__name__}; write a string")
+        if has_caption_txt:
+            return []
+        return [("problem", "no caption (empty or missing): the sample is unlabeled and skipped at preprocessing")]
+    if not isinstance(caption, str):
+        return [("problem", f"caption is a {type(caption).__name__}; write a string")]
+    return []
 
-    bpm = data.get("bpm")
+
+def _check_bpm(bpm: object) -> list[tuple[str, str]]:
     if not bpm:
-        note("no bpm: shown as N/A" + (" (0 counts as missing)" if bpm == 0 else ""))
-    elif isinstance(bpm, bool) or not isinstance(bpm, int):
-        problem(f"bpm {bpm!r} is a {type(bpm).__name__}; ACE-Step expects an int (e.g. {_int_hint(bpm)})")
-    elif not BPM_MIN <= bpm <= BPM_MAX:
-        problem(f"bpm {bpm} is outside the model's range {BPM_MIN}-{BPM_MAX}")
+        return [("note", "no bpm: shown as N/A" + (" (0 counts as missing)" if bpm == 0 else ""))]
+    if isinstance(bpm, bool) or not isinstance(bpm, int):
+        return [("problem", f"bpm {bpm!r} is a {type(bpm).__name__}; ACE-Step expects an int "
+                            f"(e.g. {_int_hint(bpm)})")]
+    if not BPM_MIN <= bpm <= BPM_MAX:
+        return [("problem", f"bpm {bpm} is outside the model's range {BPM_MIN}-{BPM_MAX}")]
+    return []
 
-    key = data.get("keyscale")
+
+def _check_keyscale(key: object) -> list[tuple[str, str]]:
     if not key:
-        note("no keyscale")
-    elif not isinstance(key, str) or not _KEYSCALE.match(key):
-        hint = normalize_keyscale(key) if isinstance(key, str) else None
-        problem(f"keyscale {key!r} is misread: ACE-Step expects \"C major\" / \"F# minor\" / \"Bb major\""
-                + (f" (here: {hint!r})" if hint else ""))
+        return [("note", "no keyscale")]
+    if isinstance(key, str) and _KEYSCALE.match(key):
+        return []
+    hint = normalize_keyscale(key) if isinstance(key, str) else None
+    return [("problem", f"keyscale {key!r} is misread: ACE-Step expects \"C major\" / \"F# minor\" / \"Bb major\""
+                        + (f" (here: {hint!r})" if hint else ""))]
 
-    sig = data.get("timesignature")
+
+def _check_timesignature(sig: object) -> list[tuple[str, str]]:
     if not sig:
-        note("no timesignature")
-    elif str(sig) not in TIME_SIGNATURES:
-        hint = normalize_timesignature(sig)
-        problem(f"timesignature {sig!r} is misread: ACE-Step expects the numerator only, one of "
-                f"{', '.join(TIME_SIGNATURES)}" + (f" (here: {hint!r})" if hint else ""))
+        return [("note", "no timesignature")]
+    if str(sig) in TIME_SIGNATURES:
+        return []
+    hint = normalize_timesignature(sig)
+    return [("problem", f"timesignature {sig!r} is misread: ACE-Step expects the numerator only, one of "
+                        f"{', '.join(TIME_SIGNATURES)}" + (f" (here: {hint!r})" if hint else ""))]
 
-    language = data.get("language")
+
+def _check_language(language: object, vocal_language: object) -> list[tuple[str, str]]:
     if not language:
-        if data.get("vocal_language"):
-            problem(f"no \"language\": ACE-Step does not read \"vocal_language\" "
-                    f"({data['vocal_language']!r}), so the sample gets \"unknown\"")
-        else:
-            note("no language: read as \"unknown\"")
-    elif not isinstance(language, str) or language not in LANGUAGES:
-        code = normalize_language(language) if isinstance(language, str) else None
-        if isinstance(language, str) and _CODE.match(language) and code is None:
-            note(f"language {language!r} is not a code this tool knows; check it against ACE-Step's list")
-        else:
-            problem(f"language {language!r} is not a language code" + (f"; write {code!r}" if code else ""))
-    return out
+        if vocal_language:
+            return [("problem", f"no \"language\": ACE-Step does not read \"vocal_language\" "
+                                f"({vocal_language!r}), so the sample gets \"unknown\"")]
+        return [("note", "no language: read as \"unknown\"")]
+    if isinstance(language, str) and language in LANGUAGES:
+        return []
+    code = normalize_language(language) if isinstance(language, str) else None
+    if isinstance(language, str) and _CODE.match(language) and code is None:
+        return [("note", f"language {language!r} is not a code this tool knows; check it against ACE-Step's list")]
+    return [("problem", f"language {language!r} is not a language code" + (f"; write {code!r}" if code else ""))]
 
 
 def _int_hint(value: object) -> str:

@@ -26,7 +26,6 @@ PER_REGION_TEXTS = (SEGMENT_NOTES, SEGMENT_LYRICS)
 
 # Song-level free text; the list-like ones hold one entry per item (one line in the TextArea each).
 SONG_TEXTS = (CAPTION, LYRICS, GENRE, INSTRUMENTS, EFFECTS, VOCAL_CHARACTERISTICS, MIX_NOTES)
-LIST_TEXTS = (GENRE, INSTRUMENTS, EFFECTS, VOCAL_CHARACTERISTICS, MIX_NOTES)
 SONG_CHOICES = (KEYSCALE, TIMESIGNATURE, VOCAL_LANGUAGE)
 
 # Controls `ls-acestep label-config --minimal` leaves out.

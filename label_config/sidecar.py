@@ -6,15 +6,20 @@ turns it into the JSON that ACE-Step 1.5 (and the original captioning pipeline) 
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
-
-# Keys ACE-Step 1.5's dataset scanner reads from song.json; everything else in a sidecar is ignored by it.
-ACESTEP_KEYS = ("caption", "bpm", "keyscale", "timesignature", "language")
-# Keys the original captioning pipeline's trainer reads.
-PIPELINE_KEYS = ("caption", "lyrics", "bpm", "keyscale", "timesignature", "vocal_language", "duration")
+import os
+import uuid
+from dataclasses import dataclass, field
 
 INSTRUMENTAL_LYRICS = "[Instrumental]"
-AUDIO_EXTENSIONS = (".wav", ".mp3", ".flac", ".ogg", ".opus", ".m4a")  # what ACE-Step 1.5 scans (m4a: v2 trainer)
+
+# The audio files ACE-Step 1.5 reads, the one list for the converter, `validate` and Label Studio's import filter:
+# its LoRA training tab scans these ...
+LORA_TAB_AUDIO = (".wav", ".mp3", ".flac", ".ogg", ".opus")
+# ... and its v2 command-line trainer these as well.
+V2_TRAINER_ONLY_AUDIO = (".m4a",)
+AUDIO_EXTENSIONS = LORA_TAB_AUDIO + V2_TRAINER_ONLY_AUDIO
+
+_SAMPLE_NAMESPACE = uuid.UUID("6f1d3f0e-8a53-4c7e-9d0b-2f6b1b0c7a11")  # sample ids: uuid5(namespace, "task-<id>")
 
 
 @dataclass
@@ -122,13 +127,31 @@ def to_sidecar(song: SongAnnotation, provenance: dict | None = None, lyrics_text
     return sidecar
 
 
-def song_to_dict(song: SongAnnotation) -> dict:
-    """Plain-dict form (for caches and logs)."""
-    return asdict(song)
+
+def acestep_sample(task_id: int, dataset_dir: str, audio: str, sidecar: dict, lyrics: str,
+                   duration: float | None) -> dict:
+    """One sample of ACE-Step 1.5's dataset file (the list its LoRA training tab loads and saves): the audio's
+    absolute path (``dataset_dir`` joined with the file name ``audio``), the sidecar's values, ``lyrics`` as in
+    the lyrics file. ``duration`` (seconds) is used when the sidecar has none. The id is stable per task."""
+    lyrics = lyrics.rstrip("\n")
+    language = sidecar.get("language") or "unknown"
+    instrumental = lyrics == INSTRUMENTAL_LYRICS or language == "instrumental"
+    seconds = sidecar.get("duration", duration)
+    return {
+        "id": str(uuid.uuid5(_SAMPLE_NAMESPACE, f"task-{task_id}")),
+        "audio_path": os.path.join(dataset_dir, audio),
+        "filename": audio, "caption": sidecar.get("caption", ""), "genre": sidecar.get("genre", ""),
+        "lyrics": lyrics, "raw_lyrics": "" if instrumental else lyrics,
+        "formatted_lyrics": "" if instrumental else lyrics, "bpm": sidecar.get("bpm"),
+        "keyscale": sidecar.get("keyscale", ""), "timesignature": sidecar.get("timesignature", ""),
+        "duration": int(seconds) if isinstance(seconds, (int, float)) else 0, "language": language,
+        "is_instrumental": instrumental, "custom_tag": "", "labeled": bool(sidecar.get("caption")),
+        "prompt_override": None,
+    }
 
 
-def song_from_dict(data: dict) -> SongAnnotation:
-    """Inverse of ``song_to_dict``."""
-    data = dict(data)
-    regions = [Region(**r) for r in data.pop("regions", [])]
-    return SongAnnotation(**data, regions=regions)
+def acestep_metadata(name: str, created_at: str, samples: int, any_vocals: bool) -> dict:
+    """The ``metadata`` head of ACE-Step 1.5's dataset file: the dataset's name, an ISO time stamp, the number of
+    samples and whether all of them are instrumental."""
+    return {"name": name, "created_at": created_at, "num_samples": samples, "custom_tag": "",
+            "tag_position": "prepend", "all_instrumental": samples > 0 and not any_vocals, "genre_ratio": 0}

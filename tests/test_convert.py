@@ -314,6 +314,28 @@ def test_bpm_out_of_range_and_unknown_values_are_dropped_with_warnings(tmp_path,
     assert any("'Klingon' not understood" in w for w in warnings)
 
 
+def test_a_clamp_is_warned_only_when_the_printed_times_change(tmp_path):
+    """A region that ends a fraction of a millisecond past the song's end is clamped silently (the sidecar keeps
+    milliseconds, so nothing a person could see changed); one that ends past it by more is warned about."""
+    result = [*region("seg15", 209.839, 213.9714, "Outro"), *region("seg16", 100.0, 214.5, "Bridge"),
+              text("caption", "c")]
+    data = {"audio": "/data/upload/1/abcdef12-long.wav", "duration": 213.971}
+    tasks = [{**task(1, data["audio"], [annotation(1, result)]), "data": data}]
+    code, output = run_cli(write_export(tmp_path / "e.json", tasks), "--out", tmp_path / "out", "--audio", "none")
+    assert code == 0, output
+    warnings = read_json(tmp_path / "out" / "conversion_report.json")["warnings"][0]["warnings"]
+    assert not any("seg15" in w for w in warnings), warnings
+    assert "region seg16: 100.000-214.500 s clamped to 100.000-213.971 s (song length 213.971 s)" in warnings
+    timeline = read_json(tmp_path / "out" / "dataset" / "long.json")["music_analysis"]["timeline"]
+    assert [r["end_sec"] for r in timeline] == [213.971, 213.971]  # clamped all the same
+
+
+def test_convert_help_names_the_label_studio_variables():
+    result = CliRunner().invoke(main, ["convert", "--help"])
+    assert result.exit_code == 0
+    assert "LABEL_STUDIO_URL" in result.output and "LABEL_STUDIO_API_KEY" in result.output
+
+
 # --- bad input ---------------------------------------------------------------------------------------------------
 
 def test_json_min_is_rejected_with_what_to_export(tmp_path):
