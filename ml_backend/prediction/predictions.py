@@ -53,46 +53,58 @@ def config_hash(label_config: str) -> str:
 def parse_config(label_config: str) -> ConfigTargets:
     """Find the Audio object and the shipped controls in a label config; raise ConfigError when there is no
     Audio object or the XML cannot be read. Cached: Label Studio sends the same config with every request."""
+    interface = _read_config(label_config)
+    audio = _audio_object(interface)
+    controls = {c.name: c for c in interface.controls if audio.name in (c.to_name or [])}
+    section_labels = tuple(controls[n.SECTION].labels) if _has(controls, n.SECTION, "Labels") else ()
+    return ConfigTargets(
+        audio_name=audio.name, audio_key=(audio.value or "").lstrip("$") or n.AUDIO,
+        section=n.SECTION if section_labels else "", section_labels=section_labels,
+        region_texts=tuple(x for x in n.PER_REGION_TEXTS if _has(controls, x, "TextArea") and _per_region(controls[x])),
+        song_texts=tuple(x for x in n.SONG_TEXTS if _has(controls, x, "TextArea") and not _per_region(controls[x])),
+        bpm_range=_bpm_range(controls), choices={x: tuple(controls[x].labels) for x in n.SONG_CHOICES
+                                                 if _has(controls, x, "Choices")},
+        config_hash=config_hash(label_config),
+    )
+
+
+def _read_config(label_config: str):
+    """The config as the SDK's LabelInterface; ConfigError for a missing or unreadable config."""
     from label_studio_sdk.label_interface import LabelInterface
 
     if not isinstance(label_config, str) or not label_config.strip():
         raise ConfigError("the request has no label_config: send the project's labeling config XML")
     try:
-        interface = LabelInterface(label_config)
+        return LabelInterface(label_config)
     except Exception as exc:  # the SDK raises several exception types for bad XML
         raise ConfigError(f"the label config is not valid XML ({exc}); fix it in the project settings") from None
 
+
+def _audio_object(interface):
+    """The Audio object the regions go on: the shipped name first; a config that renamed its only Audio object
+    still works. ConfigError when there is none."""
     audios = [o for o in interface.objects if o.tag in AUDIO_TAGS]
     if not audios:
         raise ConfigError(
             f'the label config has no <Audio> object; this backend annotates songs: add '
             f'<Audio name="{n.AUDIO}" value="{n.AUDIO_VALUE}"/> (or use `ls-acestep label-config`)')
-    # The shipped name first; a config that renamed its only Audio object still works.
-    audio = next((o for o in audios if o.name == n.AUDIO), audios[0])
-    audio_key = (audio.value or "").lstrip("$") or n.AUDIO
+    return next((o for o in audios if o.name == n.AUDIO), audios[0])
 
-    controls = {c.name: c for c in interface.controls if audio.name in (c.to_name or [])}
 
-    def has(name: str, tag: str) -> bool:
-        return name in controls and controls[name].tag == tag
+def _has(controls: dict, name: str, tag: str) -> bool:
+    return name in controls and controls[name].tag == tag
 
-    def per_region(name: str) -> bool:
-        return str(controls[name].attr.get("perRegion", "")).lower() == "true"
 
-    section_labels = tuple(controls[n.SECTION].labels) if has(n.SECTION, "Labels") else ()
-    region_texts = tuple(x for x in n.PER_REGION_TEXTS if has(x, "TextArea") and per_region(x))
-    song_texts = tuple(x for x in n.SONG_TEXTS if has(x, "TextArea") and not per_region(x))
-    bpm_range = None
-    if has(n.BPM, "Number"):
-        attr = controls[n.BPM].attr
-        bpm_range = (_float_or(attr.get("min"), float("-inf")), _float_or(attr.get("max"), float("inf")))
-    choices = {x: tuple(controls[x].labels) for x in n.SONG_CHOICES if has(x, "Choices")}
-    return ConfigTargets(
-        audio_name=audio.name, audio_key=audio_key,
-        section=n.SECTION if section_labels else "", section_labels=section_labels,
-        region_texts=region_texts, song_texts=song_texts, bpm_range=bpm_range, choices=choices,
-        config_hash=config_hash(label_config),
-    )
+def _per_region(control) -> bool:
+    return str(control.attr.get("perRegion", "")).lower() == "true"
+
+
+def _bpm_range(controls: dict) -> tuple[float, float] | None:
+    """The BPM Number control's (min, max), open where the config sets none; None without the control."""
+    if not _has(controls, n.BPM, "Number"):
+        return None
+    attr = controls[n.BPM].attr
+    return _float_or(attr.get("min"), float("-inf")), _float_or(attr.get("max"), float("inf"))
 
 
 def _float_or(value: object, default: float) -> float:
