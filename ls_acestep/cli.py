@@ -14,10 +14,13 @@ COMMANDS = {
     "label-config": "label_config.cli:label_config_command",
     "convert": "converters.cli:convert_command",
     "validate": "converters.cli:validate_command",
+    "import": "converters.importer:import_command",
     "serve": "ml_backend.server.cli:serve_command",
     "preannotate": "ml_backend.prelabel.preannotate:preannotate_command",
     "up": "ml_backend.studio.up:up_command",
     "connect": "ml_backend.studio.connect:connect_command",
+    "review": "review.cli:review_command",
+    "report": "review.cli:report_command",
 }
 
 
