@@ -90,3 +90,22 @@ def test_score_falls_with_failed_windows_and_uncertain_analysis():
     half = [described(), failed()]
     assert 0 < song_score(all_ok, unsure) < song_score(all_ok, sure) <= 1
     assert song_score(half, sure) == round(song_score(all_ok, sure) / 2, 4)
+
+
+def test_score_is_lowest_where_fields_are_least_sure():
+    """Per-field confidences: the analysis' (tempo, key, meter) and the model's (labels named, languages agreeing)."""
+    from ml_backend.prediction.merge import field_confidences
+
+    sure = an_analysis()
+    agreeing = [described(section_label="Verse", vocal_language="en"),
+                described(section_label="Chorus", vocal_language="en")]
+    torn = [described(section_label="Verse", vocal_language="en"), described(vocal_language="es")]
+    confidences = field_confidences(torn, sure)
+    assert confidences["section"] == 0.5 and confidences["vocal_language"] == 0.5
+    assert field_confidences(agreeing, sure)["vocal_language"] == 1.0
+    assert field_confidences([failed()], sure)["section"] == 0.0  # nothing described: nothing is sure
+    no_tempo = an_analysis(bpm=None)
+    order = sorted([("agreeing", song_score(agreeing, sure)), ("torn", song_score(torn, sure)),
+                    ("torn, no tempo", song_score(torn, no_tempo)), ("failed", song_score([failed()], sure))],
+                   key=lambda item: item[1])
+    assert [name for name, _ in order] == ["failed", "torn, no tempo", "torn", "agreeing"]

@@ -20,7 +20,11 @@ from label_config.vocabulary import (
 from ml_backend.describe.caption import top_items
 
 MAX_LIST_ITEMS = 10  # song-level list fields keep the most frequent items
-UNCERTAIN_METER_WEIGHT = 0.5  # a guessed time signature halves the analysis part of the score
+UNCERTAIN_METER_WEIGHT = 0.5  # a guessed time signature counts as half sure
+# Weights of the per-field confidences in the prediction score. Equal to start with: `ls-acestep review` reports how
+# well the score, and each field's changes, rank against what annotators really changed, to tune them on real
+# reviews (docs/review-and-report.md).
+SCORE_WEIGHTS = {"bpm": 1.0, "keyscale": 1.0, "timesignature": 1.0, "section": 1.0, "vocal_language": 1.0}
 
 
 @dataclass
@@ -85,18 +89,28 @@ def window_ok_rate(descriptions: list) -> float:
     return sum(1 for d in descriptions if d.ok) / len(descriptions)
 
 
-def analysis_confidence(analysis) -> float:
-    """How much to trust the DSP facts, in [0, 1]: the mean of the key confidence and the meter confidence (0.5
-    when the time signature was a guess), halved when no tempo was found."""
-    key_conf = min(1.0, max(0.0, float(analysis.key_confidence or 0.0))) if analysis.keyscale else 0.0
-    meter = 1.0 if analysis.timesignature_confident else UNCERTAIN_METER_WEIGHT
-    tempo = 1.0 if analysis.bpm else 0.5
-    return 0.5 * (key_conf + meter) * tempo
+def field_confidences(descriptions: list, analysis) -> dict[str, float]:
+    """How sure the prediction is of each field, in [0, 1]. From the analysis: a tempo found or not, the key
+    confidence, the meter (UNCERTAIN_METER_WEIGHT when guessed). From the model, over the windows it described: the
+    share that named a section label, and the share that named the most common vocal language."""
+    described = [d for d in descriptions if d.ok]
+    languages = [c for c in (normalize_language(d.vocal_language) for d in described if d.vocal_language) if c]
+    return {
+        "bpm": 1.0 if analysis.bpm else 0.0,
+        "keyscale": min(1.0, max(0.0, float(analysis.key_confidence or 0.0))) if analysis.keyscale else 0.0,
+        "timesignature": 1.0 if analysis.timesignature_confident else UNCERTAIN_METER_WEIGHT,
+        "section": sum(1 for d in described if d.section_label) / len(described) if described else 0.0,
+        "vocal_language": Counter(languages).most_common(1)[0][1] / len(described) if languages else 0.0,
+    }
 
 
 def song_score(descriptions: list, analysis) -> float:
-    """Prediction score in [0, 1]: the share of windows described times the analysis confidence."""
-    return round(window_ok_rate(descriptions) * analysis_confidence(analysis), 4)
+    """Prediction score in [0, 1], low where a person is needed most (Label Studio sorts the Data Manager by it,
+    lowest first when sorted ascending): the share of windows described (a failed window leaves its region
+    without text) times the SCORE_WEIGHTS-weighted mean of ``field_confidences``."""
+    confidences = field_confidences(descriptions, analysis)
+    mean = sum(SCORE_WEIGHTS[k] * v for k, v in confidences.items()) / sum(SCORE_WEIGHTS.values())
+    return round(window_ok_rate(descriptions) * mean, 4)
 
 
 def build_song(analysis, regions: list[RegionPlan], fallback_labels: list[str],
