@@ -132,35 +132,48 @@ class OpenAIEngine:
         """POST ``body`` to /chat/completions and return the first choice's text, retrying timeouts, connection
         errors, 429 and 5xx up to MAX_RETRIES times with exponential backoff. Raises RequestFailed."""
         url = f"{self.base_url}/chat/completions"
-        headers = {"Authorization": f"Bearer {self.api_key}"}
-        last = ""
-        for attempt in range(self.max_retries + 1):
-            retry_after = None
-            try:
-                resp = self._session().post(url, json=body, headers=headers, timeout=self.request_timeout)
-            except (requests.Timeout, requests.ConnectionError) as exc:
-                last = f"{type(exc).__name__} after {self.request_timeout:g} s: {exc}"
-            else:
-                if resp.status_code == 200:
-                    return _message_text(resp, url)
-                last = f"HTTP {resp.status_code} from {url}: {resp.text[:300]}"
-                if resp.status_code not in RETRY_STATUSES:
-                    raise RequestFailed(f"{last} (not retried: check MODEL_ID, OPENAI_API_KEY and the server's "
-                                        "audio support)")
-                retry_after = resp.headers.get("Retry-After")
-            if attempt < self.max_retries:
-                wait = backoff_seconds(attempt, self.backoff_base, retry_after)
-                log.info("request to %s failed (%s); retry %d/%d in %.1f s", url, last[:120], attempt + 1,
-                         self.max_retries, wait)
-                time.sleep(wait)
-        raise RequestFailed(f"{last} (gave up after {self.max_retries} retries; raise REQUEST_TIMEOUT or lower "
-                            "MAX_CONCURRENCY if the server is overloaded)")
+        resp = post_with_retries(self._session(), url, self.api_key, self.request_timeout, self.max_retries,
+                                 self.backoff_base, json=body,
+                                 hint="check MODEL_ID, OPENAI_API_KEY and the server's audio support")
+        return _message_text(resp, url)
 
     def _session(self) -> requests.Session:
         session = getattr(self._local, "session", None)
         if session is None:
             session = self._local.session = requests.Session()
         return session
+
+
+def post_with_retries(session: requests.Session, url: str, api_key: str, timeout: float, max_retries: int,
+                      backoff_base: float = 1.0, hint: str = "check the model id and the API key",
+                      **post_kwargs) -> requests.Response:
+    """POST to ``url`` (``post_kwargs``: json=, files=, data=) with a bearer key and ``timeout`` seconds per try;
+    timeouts, connection errors, 429 and 5xx are retried up to ``max_retries`` times with exponential backoff
+    (the server's Retry-After when given); ``hint`` says what to check when a 4xx is not retried. Returns the
+    200 response; raises RequestFailed otherwise. Shared by the description engine and the lyrics engine
+    (ml_backend/lyrics/engines/openai_engine.py)."""
+    headers = {"Authorization": f"Bearer {api_key}"}
+    last = ""
+    for attempt in range(max_retries + 1):
+        retry_after = None
+        try:
+            resp = session.post(url, headers=headers, timeout=timeout, **post_kwargs)
+        except (requests.Timeout, requests.ConnectionError) as exc:
+            last = f"{type(exc).__name__} after {timeout:g} s: {exc}"
+        else:
+            if resp.status_code == 200:
+                return resp
+            last = f"HTTP {resp.status_code} from {url}: {resp.text[:300]}"
+            if resp.status_code not in RETRY_STATUSES:
+                raise RequestFailed(f"{last} (not retried: {hint})")
+            retry_after = resp.headers.get("Retry-After")
+        if attempt < max_retries:
+            wait = backoff_seconds(attempt, backoff_base, retry_after)
+            log.info("request to %s failed (%s); retry %d/%d in %.1f s", url, last[:120], attempt + 1,
+                     max_retries, wait)
+            time.sleep(wait)
+    raise RequestFailed(f"{last} (gave up after {max_retries} retries; raise REQUEST_TIMEOUT or lower "
+                        "MAX_CONCURRENCY if the server is overloaded)")
 
 
 def _message_text(resp: requests.Response, url: str) -> str:
