@@ -18,7 +18,7 @@ from ls_acestep.files import atomic_write
 from . import plots
 from .compare import BOUNDARY_WINDOWS, CHOICE_FIELDS, TEXT_FIELDS, compare_results
 from .html import write_page
-from .pairs import task_pairs
+from .pairs import submitted, task_pairs
 from .summary import pair_row, summarize
 
 MOST_CHANGED = 25  # tasks listed on the page; the JSON has them all
@@ -47,12 +47,12 @@ def collect(export: Path, ls_url: str = "", versions: tuple[str, ...] = ()) -> R
         try:
             if not isinstance(task, dict):
                 raise TaskError(f"a {type(task).__name__} where a task object belongs")
+            annotated += bool(submitted(task))
             pairs, reasons = task_pairs(task, versions)
         except TaskError as exc:
             review.problems.append({"task_id": label, "reason": str(exc)})
             continue
         review.problems.extend({"task_id": label, "reason": r} for r in reasons)
-        annotated += bool(pairs or reasons)
         for pair in pairs:
             try:
                 change = compare_results(pair.prediction["result"], pair.annotation["result"])
