@@ -51,6 +51,14 @@ def version_parameters(settings, prompt: str) -> dict:
     if settings.engine != "dsp":  # the DSP engine ignores the model, the prompt and sampling
         params.update(model_id=settings.model_id, prompt=prompt, max_new_tokens=settings.max_new_tokens,
                       temperature=settings.temperature, top_p=settings.top_p)
+        if settings.pack_windows:  # what the model hears per window, and the prompt of packed windows
+            from ml_backend.describe.prompt import packed_prompt
+
+            params.update(pack_windows=True, packed_prompt=packed_prompt(settings))
+        if settings.pack_windows:  # what the model hears per window, and the prompt of packed windows
+            from ml_backend.describe.prompt import packed_prompt
+
+            params.update(pack_windows=True, packed_prompt=packed_prompt(settings))
     return params
 
 
@@ -66,8 +74,9 @@ def compute_model_version(settings, prompt: str) -> str:
 
 
 def media_source(settings):
-    """Where task audio comes from, from the settings (downloads cached under MODEL_DIR/media)."""
-    from ls_acestep.media import MediaSource
+    """Where task audio comes from and the limits on fetching it, from the settings (downloads cached under
+    MODEL_DIR/media)."""
+    from ls_acestep.media import MB, MediaSource, parse_allowed_hosts
 
     return MediaSource(
         ls_url=settings.label_studio_url,
@@ -75,6 +84,10 @@ def media_source(settings):
         document_root=Path(settings.local_files_document_root) if settings.local_files_document_root else None,
         cache_dir=Path(settings.model_dir) / MEDIA_CACHE,
         timeout=settings.fetch_timeout,
+        max_bytes=int(settings.max_download_mb * MB),
+        cache_bytes=int(settings.media_cache_mb * MB),
+        allowed_hosts=parse_allowed_hosts(settings.allowed_media_hosts),
+        hosts_only=settings.media_hosts_only,
     )
 
 
@@ -115,10 +128,11 @@ class SongModel:
     """Predicts songs for Label Studio; the engine (the model) is loaded once, on first use or by ``load()``."""
 
     def __init__(self, settings):
-        from ml_backend.describe.prompt import analysis_prompt
+        from ml_backend.describe.prompt import analysis_prompt, packed_prompt
 
         self.settings = settings
         self.prompt = analysis_prompt(settings)
+        self.packed_prompt = packed_prompt(settings)  # for windows that hold several regions
         self._version = compute_model_version(settings, self.prompt)
         self.cache = PredictionCache(settings.model_dir)
         self.stats = ModelStats()
@@ -230,7 +244,10 @@ class SongModel:
         offset = 0
         for job in jobs:
             count = len(job.requests)
-            job_descriptions, offset = descriptions[offset:offset + count], offset + count
+            window_descriptions, offset = descriptions[offset:offset + count], offset + count
+            # one description per region part, in the order of the windows' parts
+            job_descriptions = [d for w, desc in zip(job.windows, window_descriptions)
+                                for d in desc.for_parts(len(w.parts))]
             try:
                 prediction = self._finish(engine, job, job_descriptions, allowed, targets)
             except Exception as exc:
@@ -315,10 +332,11 @@ class SongModel:
         analysis = analyze(y, MODEL_SR)
         regions = plan_regions(analysis, self.settings.segmentation, self.settings.segment_seconds,
                                self.settings.overlap_seconds)
-        windows = plan_windows(regions)
+        windows = plan_windows(regions, pack=self.settings.pack_windows)
         requests = [
             WindowRequest(audio=y[int(w.start * MODEL_SR):int(w.end * MODEL_SR)], start=w.start, end=w.end,
-                          prompt=self.prompt, labels=labels)
+                          prompt=self.packed_prompt if len(w.parts) > 1 else self.prompt, labels=labels,
+                          parts=tuple((p.start, p.end) for p in w.parts) if len(w.parts) > 1 else ())
             for w in windows
         ]
         kept = [(w, r) for w, r in zip(windows, requests) if r.audio.size > 0]
@@ -362,21 +380,27 @@ class SongModel:
         return descriptions
 
     def _finish(self, engine, job: SongJob, descriptions: list, allowed, targets: ConfigTargets) -> dict:
-        """Merge one song's window descriptions into regions, write its caption, build the prediction."""
+        """Merge one song's descriptions (one per part of its windows, in order) into regions, write its caption,
+        build the prediction."""
         from ml_backend.analysis.music import letters_to_labels
         from ml_backend.describe.caption import song_caption
 
         plans = [RegionPlan(start=s.start, end=s.end, letter=s.letter, descriptions=[],
                             sure_label=getattr(s, "label", "")) for s in job.regions]
-        for window, description in zip(job.windows, descriptions):
-            if 0 <= window.region < len(plans):
-                plans[window.region].descriptions.append(description)
+        parts = [part for window in job.windows for part in window.parts]
+        for part, description in zip(parts, descriptions):
+            if 0 <= part.region < len(plans):
+                plans[part.region].descriptions.append(description)
         fallback_labels = letters_to_labels(job.regions, list(allowed)) if job.regions else []
         with self._run_lock:  # song_caption falls back to a caption built from the windows; it never raises
             caption = song_caption(engine, descriptions, job.analysis)
         song = build_song(job.analysis, plans, fallback_labels, allowed, caption or "")
-        log.info("task %s: %d regions from %d windows (%d described)", job.task_id, len(song.regions),
-                 len(descriptions), sum(1 for d in descriptions if d.ok))
+        missing = [d for d in descriptions if not d.ok]
+        if missing:  # reported, not filled in: the region keeps its analysis label and gets no model text
+            log.warning("task %s: %d of %d region parts not described (first: %s)", job.task_id, len(missing),
+                        len(descriptions), missing[0].error or "no reason given")
+        log.info("task %s: %d regions from %d windows (%d of %d parts described)", job.task_id, len(song.regions),
+                 len(job.windows), sum(1 for d in descriptions if d.ok), len(descriptions))
         return make_prediction(song, targets, song_score(descriptions, job.analysis), self._version)
 
 

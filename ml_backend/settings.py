@@ -114,8 +114,15 @@ class Settings:
     segmentation: str = setting("structure", case="lower")  # structure | fixed
     segment_seconds: float = setting(30.0)  # fixed window length, at most 30
     overlap_seconds: float = setting(2.0)  # overlap of fixed windows
+    pack_windows: bool = setting(True)  # several neighbouring regions in one model window (describe/windows.py)
     # Media
-    fetch_timeout: float = setting(30.0, above=0.0)  # seconds to download one audio file
+    fetch_timeout: float = setting(30.0, above=0.0)  # seconds for one whole download (connect + all bytes)
+    max_download_mb: float = setting(1024.0, above=0.0)  # MB one download may hold; the stream stops there
+    media_cache_mb: float = setting(20480.0, least=0.0)  # MB of downloads kept in MODEL_DIR/media (LRU out first)
+    max_audio_seconds: float = setting(3600.0, above=0.0)  # longer songs are refused before they are decoded
+    allowed_media_hosts: str = setting("")  # comma-separated hosts or networks fetched even when private
+    media_hosts_only: bool = setting(False)  # true: fetch only from Label Studio's host and ALLOWED_MEDIA_HOSTS
+    max_request_mb: float = setting(32.0, above=0.0)  # request bodies above this get HTTP 413
     # Pre-labeling queue
     queue_url: str = setting("")  # empty = SQLite in MODEL_DIR; redis://host:6379/0 to share work
     max_attempts: int = setting(3, least=1)  # tries per queued task before it is reported failed
@@ -142,6 +149,12 @@ class Settings:
             raise SettingsError(f"OVERLAP_SECONDS={self.overlap_seconds}: use 0 to less than half of SEGMENT_SECONDS")
         if bool(self.basic_auth_user) != bool(self.basic_auth_pass):
             raise SettingsError("set both BASIC_AUTH_USER and BASIC_AUTH_PASS, or neither")
+        from ls_acestep.media import parse_allowed_hosts
+
+        try:
+            parse_allowed_hosts(self.allowed_media_hosts)
+        except ValueError as exc:
+            raise SettingsError(str(exc)) from None
         if not re.fullmatch(r"auto|cpu|cuda(:\d+)?|mps", self.device):
             raise SettingsError(f"DEVICE={self.device!r}: use auto, cpu, cuda or cuda:N")
 

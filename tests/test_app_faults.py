@@ -67,7 +67,7 @@ def bad_media(tmp_path, song_files):
 
 def test_bad_tasks_do_not_cost_the_good_ones(tmp_path, bad_media, slow_server, caplog):
     settings = Settings(engine="dsp", model_dir=tmp_path / "model_dir", local_files_document_root=str(bad_media),
-                        fetch_timeout=0.5)
+                        fetch_timeout=0.5, allowed_media_hosts="127.0.0.1")  # the slow server is on loopback
     client = create_app(settings).test_client()
     bad = {
         101: local_ref("empty.mp3"),

@@ -4,6 +4,7 @@ for Label Studio and for a storage host), and the SDK client with both token sha
 from __future__ import annotations
 
 import base64
+import os
 import json
 import threading
 import time
@@ -14,6 +15,9 @@ import jwt
 import pytest
 
 from ls_acestep.media import MediaError, MediaSource, locate, make_client, resolve_audio
+
+# The test servers listen on loopback, which task data may not reach by default (SSRF): these tests allow it.
+LOOPBACK = ("127.0.0.1",)
 
 
 class LocalServer:
@@ -203,7 +207,7 @@ def test_expired_personal_access_token_is_refused_clearly(ls_server):
 
 def test_token_goes_only_to_label_studio_host(tmp_path, ls_server, other_server):
     other_server.file("/files/song.wav", b"public-audio")
-    source = MediaSource(ls_url=ls_server.url, ls_token="legacy-key", cache_dir=tmp_path)
+    source = MediaSource(ls_url=ls_server.url, ls_token="legacy-key", cache_dir=tmp_path, allowed_hosts=LOOPBACK)
     path = resolve_audio(f"{other_server.url}/files/song.wav", source, task_id=3)
     assert path.read_bytes() == b"public-audio"
     assert "Authorization" not in other_server.requests[0][2]
@@ -222,7 +226,7 @@ def test_cloud_uri_through_presign_redirect_without_leaking_the_token(tmp_path, 
         return 303, {"Location": f"{other_server.url}/bucket/dir/song.wav?X-Amz-Signature=abc"}, b""
 
     ls_server.routes["/tasks/9/presign/"] = presign
-    source = MediaSource(ls_url=ls_server.url, ls_token="legacy-key", cache_dir=tmp_path)
+    source = MediaSource(ls_url=ls_server.url, ls_token="legacy-key", cache_dir=tmp_path, allowed_hosts=LOOPBACK)
     path = resolve_audio(uri, source, task_id=9)
     assert path.read_bytes() == b"s3-audio" and path.name.endswith("song.wav")
     assert "Authorization" not in other_server.requests[0][2]
@@ -241,7 +245,7 @@ def test_http_errors_become_clear_messages_and_leave_no_partial_file(tmp_path, l
         resolve_audio("/data/upload/1/abcdef12-a.wav", source, task_id=4)
     with pytest.raises(MediaError, match="HTTP 404"):
         resolve_audio(f"{ls_server.url}/missing.wav", source, task_id=4)
-    assert list(tmp_path.iterdir()) == []
+    assert [p.name for p in tmp_path.iterdir()] == [".locks"]  # no partial file, only the lock folder
 
 
 def test_slow_server_times_out_with_a_message(tmp_path, ls_server):
@@ -250,14 +254,15 @@ def test_slow_server_times_out_with_a_message(tmp_path, ls_server):
         return 200, {}, b"late"
 
     ls_server.routes["/slow.wav"] = slow
-    source = MediaSource(cache_dir=tmp_path, timeout=0.3)
+    source = MediaSource(cache_dir=tmp_path, timeout=0.3, allowed_hosts=LOOPBACK)
     with pytest.raises(MediaError, match="Timeout"):
         resolve_audio(f"{ls_server.url}/slow.wav", source, task_id=8)
 
 
 def test_unreachable_server_is_reported(tmp_path):
     with pytest.raises(MediaError, match="reachable"):
-        resolve_audio("http://127.0.0.1:9/x.wav", MediaSource(cache_dir=tmp_path, timeout=1), task_id=1)
+        resolve_audio("http://127.0.0.1:9/x.wav", MediaSource(cache_dir=tmp_path, timeout=1, allowed_hosts=LOOPBACK),
+                      task_id=1)
 
 
 def test_storage_proxy_form_of_an_upload(tmp_path):
@@ -266,3 +271,144 @@ def test_storage_proxy_form_of_an_upload(tmp_path):
     on_disk.write_bytes(b"RIFF")
     ref = "/storage-data/uploaded/?filepath=upload/4/abcdef12-x.wav"
     assert resolve_audio(ref, MediaSource(media_root=tmp_path), task_id=1) == on_disk
+
+
+# --- untrusted references: local paths, SSRF, deadlines, caps, the bounded cache ---------------------------------
+
+@pytest.fixture
+def hostile():
+    from tests.security.hostile import HostileServer
+
+    server = HostileServer(trickle_seconds=0.2)
+    yield server
+    server.close()
+
+
+@pytest.mark.parametrize("ref", ["/etc/passwd", "file:///etc/passwd", "songs/a.wav", "../a.wav",
+                                 "C:\\music\\a.wav", "file://localhost/etc/hostname"])
+def test_paths_outside_label_studio_shapes_are_refused(tmp_path, ref):
+    (tmp_path / "songs").mkdir()
+    (tmp_path / "songs" / "a.wav").write_bytes(b"RIFF")
+    with pytest.raises(MediaError, match="/data/local-files/.*LOCAL_FILES_DOCUMENT_ROOT") as err:
+        resolve_audio(ref, MediaSource(document_root=tmp_path, media_root=tmp_path), task_id=7)
+    assert "task 7" in str(err.value)
+
+
+def test_symlink_out_of_the_document_root_is_refused(tmp_path):
+    (tmp_path / "root").mkdir()
+    (tmp_path / "secret.wav").write_bytes(b"RIFF")
+    (tmp_path / "root" / "link.wav").symlink_to(tmp_path / "secret.wav")
+    (tmp_path / "root" / "dir").symlink_to(tmp_path)
+    for ref in ("/data/local-files/?d=link.wav", "/data/local-files/?d=dir/secret.wav"):
+        with pytest.raises(MediaError, match="leaves --document-root"):
+            resolve_audio(ref, MediaSource(document_root=tmp_path / "root"), task_id=1)
+    # a symlink that stays inside the root is fine
+    (tmp_path / "root" / "real.wav").write_bytes(b"RIFF")
+    (tmp_path / "root" / "inside.wav").symlink_to(tmp_path / "root" / "real.wav")
+    assert resolve_audio("/data/local-files/?d=inside.wav", MediaSource(document_root=tmp_path / "root")).name \
+        == "inside.wav"
+
+
+@pytest.mark.parametrize("url", ["http://127.0.0.1:9/a.wav", "http://localhost:9/a.wav", "http://[::1]:9/a.wav",
+                                 "http://169.254.169.254/latest/meta-data/", "http://10.1.2.3/a.wav",
+                                 "http://192.168.0.1/a.wav", "http://[::ffff:127.0.0.1]:9/a.wav",
+                                 "http://0.0.0.0:9/a.wav", "http://100.64.0.1/a.wav"])
+def test_internal_addresses_are_refused_before_any_connection(tmp_path, url):
+    with pytest.raises(MediaError, match="internal address") as err:
+        resolve_audio(url, MediaSource(cache_dir=tmp_path), task_id=3)
+    assert "task 3" in str(err.value) and "ALLOWED_MEDIA_HOSTS" in str(err.value)
+
+
+def test_redirect_into_loopback_is_refused_on_the_resolved_hop(tmp_path, hostile, other_server):
+    """The first hop is allowed by name (localhost); its redirect to 127.0.0.1 is checked on its own address."""
+    other_server.file("/secret", b"internal")
+    start = hostile.url.replace("127.0.0.1", "localhost") + f"/redirect?to={other_server.url}/secret"
+    with pytest.raises(MediaError, match="internal address 127.0.0.1"):
+        resolve_audio(start, MediaSource(cache_dir=tmp_path, allowed_hosts=("localhost",)), task_id=1)
+    assert hostile.paths() == ["/redirect"] and other_server.requests == []
+
+
+def test_allowed_networks_and_hosts_only(tmp_path, hostile):
+    url = hostile.serve("a.wav", b"RIFF-data")
+    assert resolve_audio(url, MediaSource(cache_dir=tmp_path, allowed_hosts=("127.0.0.0/8",))).read_bytes() \
+        == b"RIFF-data"
+    # MEDIA_HOSTS_ONLY: a public address is refused too, before any connection
+    with pytest.raises(MediaError, match="MEDIA_HOSTS_ONLY"):
+        resolve_audio("http://93.184.216.34/a.wav", MediaSource(cache_dir=tmp_path, hosts_only=True), task_id=2)
+    # ... while Label Studio's own host stays allowed
+    source = MediaSource(ls_url=hostile.url, cache_dir=tmp_path / "ls", hosts_only=True)
+    assert resolve_audio(url, source).read_bytes() == b"RIFF-data"
+
+
+def test_trickling_server_is_cut_off_at_the_deadline(tmp_path, hostile):
+    started = time.monotonic()
+    with pytest.raises(MediaError, match="FETCH_TIMEOUT=1 s") as err:
+        resolve_audio(f"{hostile.url}/trickle", MediaSource(cache_dir=tmp_path, timeout=1.0,
+                                                             allowed_hosts=LOOPBACK), task_id=5)
+    assert "task 5" in str(err.value)
+    assert time.monotonic() - started < 20  # the server would trickle 2**30 bytes, one per 0.2 s
+    assert hostile.left["/trickle"].wait(5)  # the connection was closed, not left open
+    assert not list(tmp_path.glob(".part-*"))
+
+
+def test_endless_stream_stops_at_the_size_cap(tmp_path, hostile):
+    source = MediaSource(cache_dir=tmp_path, max_bytes=1 << 20, allowed_hosts=LOOPBACK)
+    with pytest.raises(MediaError, match="MAX_DOWNLOAD_MB=1"):
+        resolve_audio(f"{hostile.url}/endless", source, task_id=6)
+    assert hostile.left["/endless"].wait(5)
+    assert hostile.sent["/endless"] < 64 << 20  # stopped near the cap (socket buffers hold a few MB)
+    assert not list(tmp_path.glob(".part-*"))
+    with pytest.raises(MediaError, match="MAX_DOWNLOAD_MB"):  # refused from its Content-Length alone
+        resolve_audio(f"{hostile.url}/huge", source, task_id=6)
+
+
+def test_stale_partial_downloads_are_removed_but_live_ones_kept(tmp_path):
+    import fcntl
+    import os
+
+    from ls_acestep.media import remove_stale_parts
+
+    (tmp_path / ".part-dead").write_bytes(b"x" * 100)
+    live = tmp_path / ".part-live"
+    live.write_bytes(b"y")
+    fd = os.open(live, os.O_RDWR)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    try:
+        assert remove_stale_parts(tmp_path) == 1
+        assert sorted(p.name for p in tmp_path.iterdir()) == [".part-live"]
+    finally:
+        os.close(fd)
+
+
+def test_cache_is_bounded_least_recently_used_out_first(tmp_path, hostile):
+    urls = [hostile.serve(f"s{i}.wav", bytes([i]) * 1000) for i in range(4)]
+    source = MediaSource(cache_dir=tmp_path, cache_bytes=2500, allowed_hosts=LOOPBACK)
+    first = resolve_audio(urls[0], source)
+    second = resolve_audio(urls[1], source)
+    os.utime(second, (1, 1))  # used long ago
+    os.utime(first, (2, 2))
+    assert resolve_audio(urls[0], source) == first  # a hit marks it as just used
+    resolve_audio(urls[2], source)  # 3000 bytes > 2500: the least recently used (second) goes
+    kept = sorted(p.name.split("__")[1] for p in tmp_path.iterdir() if not p.name.startswith("."))
+    assert kept == ["s0.wav", "s2.wav"]
+    count = len(hostile.requests)
+    assert resolve_audio(urls[0], source) == first and len(hostile.requests) == count
+
+
+def test_concurrent_requests_for_one_reference_download_it_once(tmp_path, ls_server, song_files):
+    def slow_file(handler):
+        time.sleep(0.3)
+        return 200, {}, b"audio-bytes"
+
+    ls_server.routes["/data/upload/1/aa-x.wav"] = slow_file
+    source = MediaSource(ls_url=ls_server.url, cache_dir=tmp_path)
+    results, threads = [], []
+    for _ in range(5):
+        thread = threading.Thread(target=lambda: results.append(
+            resolve_audio("/data/upload/1/aa-x.wav", source, task_id=1).read_bytes()))
+        threads.append(thread)
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert results == [b"audio-bytes"] * 5
+    assert len(ls_server.requests) == 1
