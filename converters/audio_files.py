@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
 import filecmp
 import os
+import secrets
 import shutil
+import stat
 import subprocess
-import tempfile
 from pathlib import Path
 
+from ls_acestep.files import create_temp
+
 FFPROBE_TIMEOUT_S = 60  # a header probe takes well under a second; a hung ffprobe must not stall the run
+_COPY_CHUNK_BYTES = 1 << 20  # songs are tens of MB: large reads, few system calls
 
 
 class AudioReadError(Exception):
@@ -67,21 +72,37 @@ def _link(src: Path, dest: Path) -> str:
     target = str(Path(src).resolve())
     if dest.is_symlink() and os.readlink(dest) == target:
         return "same"
-    tmp = dest.with_name(f".{dest.name}.link.tmp")
-    if tmp.is_symlink() or tmp.exists():
-        tmp.unlink()
-    os.symlink(target, tmp)
-    os.replace(tmp, dest)
+    for _ in range(16):  # a random name: symlink() never replaces, so a planted file there is only skipped
+        tmp = dest.with_name(f".{dest.name[:60]}.{secrets.token_hex(6)}.link")
+        try:
+            os.symlink(target, tmp)
+            break
+        except FileExistsError:
+            continue
+    else:
+        raise FileExistsError(f"no free temp name for {dest.name} in {dest.parent}")
+    try:
+        os.replace(tmp, dest)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
     return "link"
 
 
 def _copy(src: Path, dest: Path) -> None:
-    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name[:40]}.", suffix=".tmp")
-    os.close(fd)
+    """Copy ``src`` to ``dest`` through a temp file created exclusively (see ls_acestep.files), keeping the
+    source's permission bits and times as ``cp -p`` does."""
+    fd, tmp = create_temp(str(dest.parent), dest.name)
     try:
-        shutil.copy2(src, tmp)
+        with open(src, "rb") as source, os.fdopen(fd, "wb") as out:
+            shutil.copyfileobj(source, out, _COPY_CHUNK_BYTES)
+            info = os.fstat(source.fileno())
+            os.fchmod(out.fileno(), stat.S_IMODE(info.st_mode))
+            out.flush()
+            os.utime(out.fileno(), ns=(info.st_atime_ns, info.st_mtime_ns))
         os.replace(tmp, dest)
     except BaseException:
-        if os.path.exists(tmp):
+        with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise

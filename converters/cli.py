@@ -101,7 +101,7 @@ def convert_command(export, out, media_root, document_root, ls_url, ls_token, us
     verb = "would convert" if dry_run else "converted"
     click.echo(f"{verb} {c['converted']} of {c['tasks']} tasks ({c['from_predictions']} from predictions); "
                f"skipped {c['skipped']}, failed {c['failed']}, hand-edited kept {c['kept']}, "
-               f"with warnings {c['with_warnings']}" + ("" if dry_run else f"; report: {out}/conversion_report.json"))
+               f"with warnings {c['with_warnings']}" + (f"; report: {summary.report}" if summary.report else ""))
     sys.exit(summary.exit_code)
 
 

@@ -2,25 +2,29 @@
 write audio + sidecar + lyrics, and at the end the manifest, index, ACE-Step dataset file and report.
 
 One task is in memory at a time; rows for the final files are spooled to disk. A task that fails is reported with
-its id and the run goes on.
+its id and the run goes on. A run that cannot go on (the export is cut off or unreadable part-way, the disk is
+full) stops: the final files hold the tasks converted before the stop, and the report and the summary name them.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
+import errno
 import json
 import os
 import sys
+from array import array
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from label_config.sidecar import (
     LORA_TAB_AUDIO, acestep_metadata, acestep_sample, lyrics_file_text, to_sidecar,
 )
-from ls_acestep.files import atomic_write
+from ls_acestep.files import OutsideFolderError, atomic_write, leaves_folder
 from ls_acestep.media import MediaError, MediaSource, locate, make_client, resolve_audio
 
 from .audio_files import AudioReadError, measure_duration, place_audio
+from .folder_lock import FolderBusy, lock_folder, unlock_folder
 from .export_reader import ExportError, TaskError, audio_ref, choose, iter_tasks, task_id
 from .json_text import sidecar_bytes
 from .outputs import ACESTEP_DATASET, DATASET_DIR, INDEX, MANIFEST, REPORT, STATE_DIR, manifest_row
@@ -32,6 +36,10 @@ from .text_plan import TextPlan, plan_text, recorded_hash
 
 AUDIO_MODES = ("copy", "link", "none")
 EXIT_OK, EXIT_PROBLEMS, EXIT_UNUSABLE = 0, 1, 2
+# Write errors after which no further task can be written: the run stops instead of failing every task after it.
+_STOPPING_ERRNOS = {errno.ENOSPC: "the disk is full", errno.EDQUOT: "the disk quota is exceeded",
+                    errno.EROFS: "the file system is read-only"}
+_IDS_SHOWN = 20  # runs of task ids printed in the summary line; the report lists them all
 
 
 @dataclass
@@ -56,12 +64,18 @@ class Summary:
     kept: int = 0  # tasks with a hand-edited file that was not overwritten
     from_predictions: int = 0
     with_warnings: int = 0
-    fatal: str = ""
+    fatal: str = ""  # why the input is unusable (exit 2)
+    stopped: str = ""  # why the run stopped before the end of the export although the input was usable (exit 1)
+    converted_before_stop: list[int] | None = None  # task ids, when the run stopped (or the export broke) part-way
+    report: str = ""  # the report's path, once it is written
+    not_written: list[str] = field(default_factory=list)  # "file: reason" for final files that could not be written
 
     @property
     def exit_code(self) -> int:
         if self.fatal:
             return EXIT_UNUSABLE
+        if self.stopped or self.not_written:
+            return EXIT_PROBLEMS
         return EXIT_PROBLEMS if (self.skipped or self.failed or self.kept) else EXIT_OK
 
     def counts(self) -> dict:
@@ -118,34 +132,53 @@ class Run:
         self.dataset_abs_str = str(self.dataset.resolve())  # absolute paths in the ACE-Step dataset file
         self.summary = Summary()
         self.state = State(self.out)
-        for warning in self.state.load():
-            say(f"warning: {warning}")
-        self.stems = StemBook({t: e.stem for t, e in self.state.tasks.items()})
+        self.stems = StemBook()
         self.client = None
+        self.inside = [self.out / STATE_DIR, self.dataset]  # folders that must not lead out of DIR
         if options.source.cache_dir is None:  # downloads are kept in DIR so that a re-run reuses them
             cache = self.out / STATE_DIR / "cache"
             self.o = replace(options, source=replace(options.source, cache_dir=cache))
+            self.inside.append(cache)
         # One way of finding a task's audio for the whole run, chosen once.
         self.plan_audio = self._no_audio if options.audio == "none" else self._placed_audio
         self.started = False
-        # An empty (or missing) dataset folder needs no per-file look-ups: stems are distinct within a run.
-        self.fresh = not self.state.tasks and not (self.dataset.is_dir() and any(os.scandir(self.dataset)))
+        self.fresh = False
+        self.lock = None
+        self.seen: set[int] = set()  # task ids met so far: a repeated id is converted once
+        self.converted_ids = array("q")  # task ids written, in export order (8 bytes each)
         self.any_vocals = False  # for the dataset file's all_instrumental
 
     def start(self) -> None:
-        """Create the output folders and spools; called at the first task, so an unusable export writes
-        nothing."""
+        """Lock the output folder, read its state, create the folders and spools; called at the first task, so an
+        unusable export writes nothing. Raises FolderBusy, OutsideFolderError or OSError."""
         self.started = True
+        work = self.out / STATE_DIR
+        if not self.o.dry_run:
+            for folder in self.inside:
+                if (folder.is_symlink() or folder.exists()) and leaves_folder(folder, self.out):
+                    raise OutsideFolderError(errno.EPERM, f"{folder} leads out of the output folder (a symbolic "
+                                             f"link to {os.path.realpath(folder)}); nothing is written through it: "
+                                             "remove the link or choose another --out")
+            self.lock = lock_folder(work)  # before the state is read: another run may be rewriting it
+        for warning in self.state.load():
+            self.say(f"warning: {warning}")
+        self.stems = StemBook({t: e.stem for t, e in self.state.tasks.items()})
+        # An empty (or missing) dataset folder needs no per-file look-ups: stems are distinct within a run.
+        self.fresh = not self.state.tasks and not (self.dataset.is_dir() and any(os.scandir(self.dataset)))
         if self.o.dry_run:
             return
         self.dataset.mkdir(parents=True, exist_ok=True)
-        work = self.out / STATE_DIR
-        for leftover in work.glob(".*.jsonl") if work.is_dir() else ():  # spools of an interrupted run
+        for leftover in work.glob(".*.jsonl"):  # spools of an interrupted run
             leftover.unlink()
         self.manifest = Spool(work, "manifest")
         self.samples = Spool(work, "samples")
         self.problems = Spool(work, "problems")
         self.warnings = Spool(work, "warnings")
+
+    def close(self) -> None:
+        self.state.close()
+        unlock_folder(self.lock)
+        self.lock = None
 
     # -- per task ------------------------------------------------------------------------------------------------
 
@@ -158,6 +191,10 @@ class Run:
                 raise TaskError(f"a {type(task).__name__} where a task object belongs")
             if tid is None:
                 raise TaskError("the task has no integer \"id\"")
+            if tid in self.seen:
+                return self._problem(tid, "skipped", f"task id {tid} appears again (#{index + 1} in the export); "
+                                     "converted once, from its first appearance")
+            self.seen.add(tid)
             choice, reason = choose(task, self.o.use_predictions)
             if choice is None:
                 return self._problem(tid, "skipped", reason)
@@ -166,13 +203,23 @@ class Run:
             self._problem(tid, "failed", f"malformed task: {exc}", label)
         except (MediaError, AudioReadError) as exc:
             self._problem(tid, "failed", str(exc), label)
+        except OutsideFolderError as exc:
+            self._problem(tid, "failed", f"refused: {exc.filename} is {exc.strerror} (not read, not overwritten; "
+                          "remove the link)", label)
         except OSError as exc:  # reading the source audio or writing into DIR
             self._problem(tid, "failed", f"file error: {exc}", label)
+            self._stop_on(exc, label)
         except _DryDownload:
             raise
         except Exception as exc:  # one odd task must not end the run: report it and go on
             self._problem(tid, "failed", f"unexpected {type(exc).__name__}: {exc}; please report this with the "
                           "task's JSON", label)
+
+    def _stop_on(self, exc: OSError, label: str) -> None:
+        """Stop the run after a write error that no later task can escape (disk full, read-only)."""
+        why = _STOPPING_ERRNOS.get(exc.errno)
+        if why and not self.summary.stopped:
+            self.summary.stopped = f"{why} ({exc.strerror}) while writing {label}; the tasks after it were not read"
 
     def _convert(self, tid: int, task: dict, choice) -> None:
         """Plan one task's files, then print the plan (dry run) or write them."""
@@ -228,9 +275,9 @@ class Run:
 
     def _plan_texts(self, stem: str, sidecar: dict, lyrics: str, previous) -> TextPlans:
         side = plan_text(self.dataset / f"{stem}.json", sidecar_bytes(sidecar),
-                         previous.sidecar_hash if previous else "", self.o.force, self.fresh)
+                         previous.sidecar_hash if previous else "", self.o.force, self.fresh, self.out)
         lyr = plan_text(self.dataset / f"{stem}.lyrics.txt", lyrics.encode(),
-                        previous.lyrics_hash if previous else "", self.o.force, self.fresh)
+                        previous.lyrics_hash if previous else "", self.o.force, self.fresh, self.out)
         return TextPlans(side, lyr)
 
     def _say_plan(self, tid: int, audio: AudioPlan, texts: TextPlans, warnings: list[str]) -> None:
@@ -247,7 +294,8 @@ class Run:
                           recorded_hash(texts.lyrics, previous.lyrics_hash if previous else ""),
                           audio.recorded_name)
         on_disk = _read_kept_sidecar(texts.sidecar, sidecar, warnings)
-        lyrics_text = lyrics if texts.lyrics.action != "kept" else texts.lyrics.path.read_text(encoding="utf-8")
+        lyrics_text = lyrics if texts.lyrics.action != "kept" else \
+            texts.lyrics.current.decode("utf-8", errors="replace")
         if audio.src is not None:
             place_audio(audio.src, audio.dest, self.o.audio, move=audio.move)
         for plan in texts.to_write:
@@ -257,6 +305,7 @@ class Run:
         sample = acestep_sample(tid, self.dataset_abs_str, audio.name, on_disk, lyrics_text, audio.duration)
         self.any_vocals = self.any_vocals or not sample["is_instrumental"]
         self.samples.add(sample)
+        self.converted_ids.append(tid)
 
     def _count(self, choice, warnings: list[str], kept: list, tid: int) -> None:
         self.summary.converted += 1
@@ -264,7 +313,7 @@ class Run:
         if warnings:
             self.summary.with_warnings += 1
             if not self.o.dry_run:
-                self.warnings.add({"task_id": tid, "warnings": warnings})
+                self._spool(self.warnings, {"task_id": tid, "warnings": warnings}, f"task {tid}")
         if kept:
             self.summary.kept += 1
             files = ", ".join(p.path.name for p in kept)
@@ -278,30 +327,67 @@ class Run:
         text = reason if reason.startswith(label) else f"{label}: {reason}"
         self.say(f"{status}: {text}")
         if not self.o.dry_run:
-            self.problems.add({"task_id": tid, "status": status, "reason": reason})
+            self._spool(self.problems, {"task_id": tid, "status": status, "reason": reason}, label)
+
+    def _spool(self, spool: Spool, row: dict, label: str) -> None:
+        """Add a row for the report; a failed write is said and stops the run, never raised from an error
+        handler."""
+        try:
+            spool.add(row)
+        except OSError as exc:
+            self.say(f"error: cannot record {label} for the report: {exc}")
+            self._stop_on(exc, label)
+            if not self.summary.stopped:
+                self.summary.stopped = f"the report's spool cannot be written ({exc}); the tasks after {label} " \
+                                       "were not read"
 
     # -- end of run ----------------------------------------------------------------------------------------------
 
     def finish(self) -> None:
+        """Write the final files from the spools, each on its own: one that fails (a full disk) is named in
+        ``summary.not_written`` and the others are still tried; the report is written last and says which."""
         if self.o.dry_run:
             return
-        self.state.compact()
-        stamp = _now()
-        counts = self.summary.counts()
-        out = self.out
         try:
-            write_lines(out / MANIFEST, self.manifest.lines())
-            write_json_with_lists(out / INDEX, {"generated_at": stamp, "export": str(self.o.export),
-                                                "counts": counts}, {"records": self.manifest.lines()})
+            self.state.compact()
+        except OSError as exc:  # the journal as appended still holds every task
+            self.say(f"warning: the state journal was not compacted: {exc}")
+        stamp = _now()
+        summary, out = self.summary, self.out
+        if summary.stopped or summary.fatal:
+            summary.converted_before_stop = self.converted_ids.tolist()
+        counts = summary.counts()
+        export = str(self.o.export)
+        try:
+            self._final(MANIFEST, write_lines, self.manifest.lines())
+            self._final(INDEX, write_json_with_lists, {"generated_at": stamp, "export": export, "counts": counts},
+                        {"records": self.manifest.lines()})
             metadata = acestep_metadata(out.resolve().name, stamp, self.samples.count, self.any_vocals)
-            write_json_with_lists(out / ACESTEP_DATASET, {"metadata": metadata}, {"samples": self.samples.lines()})
-            report = {"generated_at": stamp, "export": str(self.o.export), "out": str(out), "counts": counts,
-                      "exit_code": self.summary.exit_code}
-            write_json_with_lists(out / REPORT, report,
-                                  {"problems": self.problems.lines(), "warnings": self.warnings.lines()})
+            self._final(ACESTEP_DATASET, write_json_with_lists, {"metadata": metadata},
+                        {"samples": self.samples.lines()})
+            report = {"generated_at": stamp, "export": export, "out": str(out), "counts": counts,
+                      "exit_code": summary.exit_code}
+            if summary.converted_before_stop is not None:
+                report["stopped"] = {"reason": summary.fatal or summary.stopped, "tasks_read": summary.tasks,
+                                     "converted_task_ids": summary.converted_before_stop}
+            if summary.not_written:
+                report["not_written"] = list(summary.not_written)
+            if self._final(REPORT, write_json_with_lists, report,
+                           {"problems": self.problems.lines(), "warnings": self.warnings.lines()}):
+                summary.report = str(out / REPORT)
         finally:
             for spool in (self.manifest, self.samples, self.problems, self.warnings):
                 spool.discard()
+
+    def _final(self, name: str, write, *args) -> bool:
+        """Write one final file with ``write(path, *args)``; False (and the file named as not written) on a
+        write error."""
+        try:
+            write(self.out / name, *args)
+            return True
+        except OSError as exc:
+            self.summary.not_written.append(f"{name}: {exc.strerror or exc}")
+            return False
 
 
 def provenance(tid: int, choice, ref: str) -> dict:
@@ -318,15 +404,15 @@ class _DryDownload(Exception):
     """Dry run: the audio would be downloaded from this URL."""
 
 
-def _read_kept_sidecar(plan, ours: dict, warnings: list[str]) -> dict:
+def _read_kept_sidecar(plan: TextPlan, ours: dict, warnings: list[str]) -> dict:
     """The sidecar values that end up in the dataset: ours, or the hand-edited file's when it was kept."""
     if plan.action != "kept":
         return ours
     try:
-        data = json.loads(plan.path.read_text(encoding="utf-8"))
+        data = json.loads(plan.current)
         if isinstance(data, dict):
             return data
-    except (OSError, ValueError):
+    except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
         pass
     warnings.append(f"{plan.path.name} (kept, edited by hand) is not a JSON object; the dataset files use the "
                     "export's values")
@@ -349,23 +435,69 @@ def convert(options: Options, say=None, progress_factory=None) -> Summary:
     update = progress_factory(export.stat().st_size) if progress_factory else None
     try:
         for index, task in enumerate(iter_tasks(export, progress=update)):
-            if not run.started:
-                try:
-                    run.start()
-                except OSError as exc:
-                    run.summary.fatal = f"cannot create the output folder {out}: {exc.strerror}"
-                    return run.summary
+            if not run.started and not _started(run, out):
+                return run.summary
             try:
                 run.task(index, task)
             except _DryDownload as exc:
                 run.say(f"task {task_id(task)}: would download {exc}")
                 run.summary.converted += 1
+            if run.summary.stopped:
+                break
+        if run.started:
+            run.finish()  # still holding the folder's lock
+            _say_stop(run.summary, say)
+        elif not run.summary.fatal:
+            say(f"{export} holds no tasks; nothing to convert")
     except ExportError as exc:
         run.summary.fatal = str(exc)
+        if run.started:
+            run.finish()
+            _say_stop(run.summary, say)
     finally:
-        run.state.close()
-    if run.started:
-        run.finish()
-    elif not run.summary.fatal:
-        say(f"{export} holds no tasks; nothing to convert")
+        run.close()
     return run.summary
+
+
+def _started(run: Run, out: Path) -> bool:
+    """Start the run at its first task; False (with ``summary.fatal`` set) when the output folder is unusable."""
+    try:
+        run.start()
+        return True
+    except FolderBusy as exc:
+        run.summary.fatal = (f"{out} is busy: another ls-acestep convert is writing into it (it holds {exc}); "
+                             "wait for it to finish or choose another --out")
+    except OutsideFolderError as exc:
+        run.summary.fatal = exc.strerror
+    except OSError as exc:
+        run.summary.fatal = f"cannot create the output folder {out}: {exc.strerror}"
+    run.started = False
+    run.close()
+    return False
+
+
+def _say_stop(summary: Summary, say) -> None:
+    """Tell what a run that stopped early did and did not write."""
+    if summary.stopped:
+        say(f"stopped: {summary.stopped}")
+    if summary.converted_before_stop is not None:
+        ids = summary.converted_before_stop
+        say(f"converted before the stop: {len(ids)} task(s)" + (f": {id_ranges(ids)}" if ids else "")
+            + ("; their files are complete" if ids else ""))
+    for line in summary.not_written:
+        say(f"not written: {line}")
+
+
+def id_ranges(ids: list[int], shown: int = _IDS_SHOWN) -> str:
+    """Task ids as runs in export order ("1-4, 7, 9-10"); past ``shown`` runs, a count and a pointer to the
+    report."""
+    runs: list[list[int]] = []
+    for tid in ids:
+        if runs and tid == runs[-1][1] + 1:
+            runs[-1][1] = tid
+        else:
+            runs.append([tid, tid])
+    text = ", ".join(f"{a}-{b}" if b > a else f"{a}" for a, b in runs[:shown])
+    if len(runs) > shown:
+        text += f", ... ({len(runs) - shown} more runs of ids: see the report's stopped.converted_task_ids)"
+    return text

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import codecs
 import json
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -70,6 +71,10 @@ def iter_tasks(path: Path, progress=None) -> Iterator[dict]:
             where = f"after task #{count}" if count else "at the start"
             raise ExportError(f"{path} is not valid JSON {where} ({exc}); the export may be truncated: "
                               "download it again") from None
+        except RecursionError:  # the C decoder gives up past Python's recursion limit (about 1,000 levels)
+            raise ExportError(f"{path}: task #{count + 1} nests lists or objects deeper than JSON can be read "
+                              f"here (over {sys.getrecursionlimit()} levels); no Label Studio export does: "
+                              "export the project again") from None
 
 
 _CHUNK_BYTES = 1 << 16  # as much as ijson reads at a time: the progress bar moves as often

@@ -99,6 +99,7 @@ def song_from_results(result: list, duration: float | None = None) -> Converted:
     song = SongAnnotation(duration=duration)
     song.regions = sorted(reading.regions_with_texts(), key=lambda r: (r.start_sec, r.end_sec))
     _clamp(song.regions, duration, warnings)
+    song.regions = _without_empty(song.regions, warnings)
     _song_fields(song, {k: "\n".join(v) for k, v in reading.song_texts.items()}, warnings)
     for control in sorted(reading.ignored):
         warnings.append(f"control {control!r} is not part of the label config; ignored")
@@ -135,7 +136,14 @@ class _Reading:
 
     def section(self, index: int, rid: str, value: dict) -> None:
         """A section label on the timeline: the region's times and label."""
-        labels = [label for label in (str(x).strip() for x in value.get("labels") or []) if label]
+        raw = value.get("labels") or []
+        if isinstance(raw, str):  # a list of one, written by hand or by another tool: not a list of characters
+            self.warnings.append(f"region {rid}: labels is the string {raw!r}, not a list; taken whole")
+            raw = [raw]
+        elif not isinstance(raw, list):
+            self.warnings.append(f"region {rid}: labels is a {type(raw).__name__}, not a list; ignored")
+            raw = []
+        labels = [label for label in (str(x).strip() for x in raw) if label]
         if len(labels) > 1:
             self.warnings.append(f"region {rid} has several labels {labels}; kept {labels[0]!r}")
         key = rid or f"#{index}"
@@ -186,6 +194,19 @@ def _clamp(regions: list[Region], duration: float | None, warnings: list[str]) -
             if before != after:  # a clamp below the millisecond the sidecar keeps changes nothing worth saying
                 warnings.append(f"region {region.id}: {before} s clamped to {after} s (song length {high:.3f} s)")
         region.start_sec, region.end_sec = new_start, new_end
+
+
+def _without_empty(regions: list[Region], warnings: list[str]) -> list[Region]:
+    """The regions that last at least a millisecond (the sidecar's precision); the others are dropped with a
+    warning: a region of no length holds nothing to train on, and its text would sit at one instant."""
+    kept = []
+    for region in regions:
+        if round(region.end_sec, 3) > round(region.start_sec, 3):
+            kept.append(region)
+        else:
+            what = f" {region.section_label!r}" if region.section_label else ""
+            warnings.append(f"region {region.id}{what}: zero length (at {region.start_sec:.3f} s); dropped")
+    return kept
 
 
 def _song_fields(song: SongAnnotation, values: dict[str, str], warnings: list[str]) -> None:

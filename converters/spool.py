@@ -3,10 +3,13 @@ streamed into the run-level JSON files."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import tempfile
 from pathlib import Path
+
+from ls_acestep.files import atomic_text
 
 from .json_text import compact_json, pretty_json
 
@@ -27,41 +30,35 @@ class Spool:
 
     def lines(self):
         self._out.flush()
-        with open(self.path, encoding="utf-8") as handle:
+        fd = os.open(self.path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)  # ours, never a planted symlink
+        with open(fd, encoding="utf-8") as handle:
             yield from handle
 
     def discard(self) -> None:
-        self._out.close()
-        if self.path.exists():
+        """Close and remove the spool; safe after a failed write (a full disk fails the close's flush too)."""
+        with contextlib.suppress(OSError):
+            self._out.close()
+        with contextlib.suppress(FileNotFoundError):
             self.path.unlink()
 
 
 def write_json_with_lists(path: Path, head: dict, lists: dict) -> None:
     """Write ``{**head, name: [rows...], ...}`` atomically without holding the rows in memory: ``lists`` maps
     each key to an iterable of rows, written one row per line."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as out:
-            out.write(pretty_json(head, width=0)[:-1].rstrip())
-            for number, (key, rows) in enumerate(lists.items()):
-                out.write(("," if head or number else "") + f"\n  {json.dumps(key)}: [")
-                n = 0
-                for n, row in enumerate(rows, 1):  # a row is a dict, or already one line of compact JSON
-                    text = row.rstrip("\n") if isinstance(row, str) else compact_json(row)
-                    out.write(("," if n > 1 else "") + "\n    " + text)
-                out.write("\n  ]" if n else "]")
-            out.write("\n}\n")
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_text(path) as out:
+        out.write(pretty_json(head, width=0)[:-1].rstrip())
+        for number, (key, rows) in enumerate(lists.items()):
+            out.write(("," if head or number else "") + f"\n  {json.dumps(key)}: [")
+            n = 0
+            for n, row in enumerate(rows, 1):  # a row is a dict, or already one line of compact JSON
+                text = row.rstrip("\n") if isinstance(row, str) else compact_json(row)
+                out.write(("," if n > 1 else "") + "\n    " + text)
+            out.write("\n  ]" if n else "]")
+        out.write("\n}\n")
 
 
 def write_lines(path: Path, lines) -> None:
     """Write an iterable of text lines to ``path`` atomically (temp file in the same folder, then a rename)."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w", encoding="utf-8") as handle:
+    with atomic_text(path) as out:
         for line in lines:
-            handle.write(line)
-    tmp.replace(path)
+            out.write(line)

@@ -8,11 +8,14 @@ edited by someone else and is only overwritten with ``--force``.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from ls_acestep.files import atomic_write
+from ls_acestep.files import OutsideFolderError, atomic_write
 
 from .json_text import compact_json
 from .outputs import STATE_DIR
@@ -40,29 +43,51 @@ class State:
         self._journal = None
 
     def load(self) -> list[str]:
-        """Read the journal (last line per task wins); returns warnings for unreadable lines."""
+        """Read the journal (last line per task wins); returns warnings for unreadable lines. Raises
+        OutsideFolderError when the journal is a symlink: it is never read or appended through one."""
         warnings = []
-        if not self.path.exists():
+        try:
+            fd = os.open(self.path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except FileNotFoundError:
             return warnings
-        with open(self.path, encoding="utf-8") as handle:
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise _link_refused(self.path) from None
+            raise
+        with open(fd, encoding="utf-8", errors="replace") as handle:
             for number, line in enumerate(handle, 1):
                 try:
                     row = json.loads(line)
                     self.tasks[int(row["task"])] = TaskState(row["stem"], row.get("ref", ""),
                                                              row.get("sidecar", ""), row.get("lyrics", ""),
                                                              row.get("audio", ""))
-                except (ValueError, KeyError, TypeError):
+                except (ValueError, KeyError, TypeError, RecursionError):
                     warnings.append(f"{self.path}:{number}: unreadable state line ignored")
         return warnings
 
     def record(self, task_id: int, entry: TaskState) -> None:
-        """Remember a written task and append it to the journal at once (flushed, so a crash keeps it)."""
+        """Remember a written task and append it to the journal at once (one unbuffered write, so a crash keeps
+        it). A failed write (a full disk) is cut back off, so the journal never ends in half a line."""
         self.tasks[task_id] = entry
         if self._journal is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._journal = open(self.path, "a", encoding="utf-8")
-        self._journal.write(_state_line(task_id, entry))
-        self._journal.flush()
+            try:
+                self._journal = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW
+                                        | os.O_CLOEXEC, 0o666)
+            except OSError as exc:
+                if exc.errno == errno.ELOOP:
+                    raise _link_refused(self.path) from None
+                raise
+            self._size = os.fstat(self._journal).st_size
+        data = _state_line(task_id, entry).encode()
+        try:
+            if os.write(self._journal, data) != len(data):
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(self.path))
+        except OSError:  # the task's files are on disk: it stays in self.tasks for compact()
+            with contextlib.suppress(OSError):
+                os.ftruncate(self._journal, self._size)
+            raise
+        self._size += len(data)
 
     def compact(self) -> None:
         """Rewrite the journal with one line per task."""
@@ -75,8 +100,14 @@ class State:
 
     def close(self) -> None:
         if self._journal is not None:
-            self._journal.close()
+            with contextlib.suppress(OSError):
+                os.close(self._journal)
             self._journal = None
+
+
+def _link_refused(path: Path) -> OutsideFolderError:
+    return OutsideFolderError(errno.ELOOP, f"{path} is a symbolic link (to {os.path.realpath(path)}); the state "
+                              "journal is never read or written through a link: remove it and run again")
 
 
 def _state_line(task_id: int, e: TaskState) -> str:

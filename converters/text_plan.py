@@ -7,6 +7,8 @@ import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
+from ls_acestep.files import read_inside
+
 
 def content_hash(data: bytes) -> str:
     """A short content hash (16 hex digits of SHA-256) for change detection."""
@@ -20,27 +22,30 @@ class TextPlan:
     path: Path
     data: bytes
     action: str
+    current: bytes | None = None  # what the file held when planned (read once: a kept file is not read again)
 
     @property
     def new_hash(self) -> str:
         return content_hash(self.data)
 
 
-def plan_text(path: Path, data: bytes, recorded_hash: str, force: bool, known_absent: bool = False) -> TextPlan:
+def plan_text(path: Path, data: bytes, recorded_hash: str, force: bool, known_absent: bool = False,
+              root: Path | None = None) -> TextPlan:
     """Decide whether ``path`` may get ``data``: it may when absent, when it still holds what we last wrote
     (``recorded_hash``) or with ``force``; a file changed since then (or never written by us) is kept.
-    ``known_absent`` skips the look-up (the folder was empty when the run began)."""
+    ``known_absent`` skips the look-up (the folder was empty when the run began). A symlink that leads out of
+    ``root`` (the output folder; default the file's folder) raises OutsideFolderError: it is not read."""
     if known_absent:
         return TextPlan(path, data, "new")
     try:
-        current = path.read_bytes()
+        current = read_inside(path, root if root is not None else path.parent)
     except FileNotFoundError:
         return TextPlan(path, data, "new")
     if current == data:
-        return TextPlan(path, data, "same")
+        return TextPlan(path, data, "same", current)
     if force or (recorded_hash and content_hash(current) == recorded_hash):
-        return TextPlan(path, data, "update")
-    return TextPlan(path, data, "kept")
+        return TextPlan(path, data, "update", current)
+    return TextPlan(path, data, "kept", current)
 
 
 def recorded_hash(plan: TextPlan, previous_hash: str) -> str:

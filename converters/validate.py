@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import sys
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
@@ -92,7 +93,7 @@ def validate_folder(folder: Path) -> list[Finding]:
             findings.append(Finding(audios[0], "problem", "several audio files share one base name ("
                                     + ", ".join(a.name for a in audios) + "); they share one sidecar"))
         for audio in audios:
-            findings.extend(check_sample(audio))
+            findings.extend(_checked_sample(audio))
 
     for path in texts:
         if path.parent == folder and path.name in OUTPUT_FILES:
@@ -111,9 +112,25 @@ def _read_sidecar(path: Path) -> tuple[dict | None, str]:
         return None, "not UTF-8 text"
     except ValueError as exc:
         return None, f"not valid JSON ({exc})"
+    except RecursionError:
+        return None, f"nested deeper than JSON can be read here (over {sys.getrecursionlimit()} levels)"
+    except OSError as exc:
+        return None, f"not readable ({exc.strerror})"
     if not isinstance(data, dict):
         return None, f"a JSON {type(data).__name__}, not an object"
     return data, ""
+
+
+def _checked_sample(audio: Path) -> list[Finding]:
+    """check_sample, with what no folder should make it do (a value nested too deeply to print, an unreadable
+    file) reported against this sample; the other samples are still checked."""
+    try:
+        return check_sample(audio)
+    except RecursionError:
+        return [Finding(audio, "problem", "a file of this sample nests values too deeply to be read; ACE-Step "
+                        "cannot read it either")]
+    except OSError as exc:
+        return [Finding(Path(exc.filename or audio), "problem", f"not readable ({exc.strerror})")]
 
 
 def check_sample(audio: Path) -> list[Finding]:

@@ -595,6 +595,6 @@ def test_leftovers_of_an_interrupted_run_are_cleared(tmp_path, media, song_files
     export = write_export(tmp_path / "e.json", [task(1, upload(".wav", song_files),
                                                      [annotation(1, [text("caption", "c")])])])
     assert run_cli(export, "--out", tmp_path / "out", "--media-root", media)[0] == 0
-    assert sorted(p.name for p in work.iterdir()) == ["state.jsonl"]
+    assert sorted(p.name for p in work.iterdir()) == ["lock", "state.jsonl"]  # the folder's lock file stays
     rows = (tmp_path / "out" / "annotations_manifest.jsonl").read_text().splitlines()
     assert [json.loads(r)["task_id"] for r in rows] == [1]

@@ -25,11 +25,21 @@ def test_a_failed_write_keeps_the_old_file(tmp_path):
     assert os.listdir(tmp_path) == ["song.json"]
 
 
-def test_private_mode_even_over_a_leftover_temp_file(tmp_path):
+def test_private_mode_whatever_the_umask(tmp_path):
     target = tmp_path / "up.json"
-    leftover = tmp_path / f".up.json.{os.getpid()}.tmp"
-    leftover.write_text("stale")
-    leftover.chmod(0o644)
-    atomic_write(target, b"{}", mode=0o600)
+    old = os.umask(0)
+    try:
+        atomic_write(target, b"{}", mode=0o600)
+    finally:
+        os.umask(old)
     assert stat.S_IMODE(target.stat().st_mode) == 0o600
-    assert target.read_bytes() == b"{}" and not leftover.exists()
+    assert target.read_bytes() == b"{}" and os.listdir(tmp_path) == ["up.json"]
+
+
+def test_default_mode_is_what_the_umask_leaves(tmp_path):
+    old = os.umask(0o027)
+    try:
+        atomic_write(tmp_path / "a.json", b"{}")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "a.json").stat().st_mode) == 0o640
