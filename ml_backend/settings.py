@@ -115,6 +115,7 @@ class Settings:
     segment_seconds: float = setting(30.0)  # fixed window length, at most 30
     overlap_seconds: float = setting(2.0)  # overlap of fixed windows
     pack_windows: bool = setting(True)  # several neighbouring regions in one model window (describe/windows.py)
+    pack_windows: bool = setting(True)  # several neighbouring regions in one model window (describe/windows.py)
     # Media
     fetch_timeout: float = setting(30.0, above=0.0)  # seconds for one whole download (connect + all bytes)
     max_download_mb: float = setting(1024.0, above=0.0)  # MB one download may hold; the stream stops there

@@ -23,15 +23,19 @@ def _check_windows(windows: list[Window], regions: list[Section], duration: floa
     for w in windows:
         assert 0.0 <= w.start < w.end <= duration
         assert w.end - w.start <= 30.0 + 1e-9
-        region = regions[w.region]
-        assert region.start - 1e-9 <= w.start and w.end <= region.end + 1e-9
+        assert w.parts[0].start == w.start and w.parts[-1].end == w.end  # the parts tile the window
+        assert all(a.end == b.start for a, b in zip(w.parts, w.parts[1:]))
+        for part in w.parts:
+            region = regions[part.region]
+            assert region.start - 1e-9 <= part.start < part.end <= region.end + 1e-9
 
 
 def test_structure_regions_are_the_sections_and_long_ones_are_split_evenly():
     regions = plan_regions(SONG, "structure", 30.0, 2.0)
     assert [(r.start, r.end, r.letter) for r in regions] == [(s.start, s.end, s.letter) for s in SONG.sections]
-    windows = plan_windows(regions)
+    windows = plan_windows(regions, pack=False)
     _check_windows(windows, regions, SONG.duration)
+    assert all(len(w.parts) == 1 for w in windows)
     by_region: dict[int, list[Window]] = {}
     for w in windows:
         by_region.setdefault(w.region, []).append(w)
@@ -73,7 +77,7 @@ def test_fixed_spans_match_the_original_pipeline_stride():
 
 def test_fixed_regions_take_letter_and_sure_label_under_their_midpoint():
     regions = plan_regions(SONG, "fixed", 10.0, 0.0)
-    windows = plan_windows(regions)
+    windows = plan_windows(regions, pack=False)
     _check_windows(windows, regions, SONG.duration)
     assert regions[0].letter == "A"  # 0-10, midpoint 5
     assert regions[2].letter == "B"  # 20-30
@@ -94,6 +98,6 @@ def test_bad_segmentation_settings_are_refused():
 
 def test_shorter_model_windows():
     regions = plan_regions(SONG, "structure")
-    windows = plan_windows(regions, max_seconds=10.0)
+    windows = plan_windows(regions, max_seconds=10.0, pack=False)
     assert all(w.end - w.start <= 10.0 + 1e-9 for w in windows)
     assert len([w for w in windows if w.region == 1]) == 7  # 63 s in seven windows of 9 s

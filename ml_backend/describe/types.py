@@ -23,6 +23,9 @@ class WindowRequest:
     end: float
     prompt: str  # the analysis template; "{window_seconds}" is filled in by the engine (prompt.window_prompt)
     labels: tuple[str, ...] = SECTION_LABELS  # the config's section labels the answer is mapped onto
+    # A packed window: the song seconds [start, end) of each region's part inside it, in order; the model is asked
+    # about each (prompt.fill_prompt) and answers with one description per part. Empty: one region, one answer.
+    parts: tuple[tuple[float, float], ...] = ()
 
 
 @dataclass
@@ -41,6 +44,18 @@ class WindowDescription:
     raw_text: str = ""  # the model's text as generated
     ok: bool = True
     error: str = ""
+    # A packed window's answer: one description per part of the request, in order (the window's own fields stay
+    # empty; ok is True when at least one part was described).
+    parts: list["WindowDescription"] = field(default_factory=list)
+
+    def for_parts(self, count: int) -> list["WindowDescription"]:
+        """The descriptions of a window's ``count`` parts: its ``parts`` when the answer was split per part, else
+        this description for each part (an engine that describes nothing, or a window that failed as a whole)."""
+        if count <= 1:
+            return [self]
+        if len(self.parts) == count:
+            return list(self.parts)
+        return [self] * count
 
     @classmethod
     def failed(cls, error: str, raw_text: str = "") -> "WindowDescription":

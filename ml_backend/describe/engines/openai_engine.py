@@ -19,7 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import requests
 
-from ml_backend.describe.prompt import parse_window_output, window_prompt
+from ml_backend.describe.prompt import describe_answer, request_prompt
 
 from ml_backend.describe.types import WindowDescription, WindowRequest
 
@@ -98,7 +98,7 @@ class OpenAIEngine:
         """The chat-completions body for one window: audio part, then the prompt with the window length."""
         content = [
             {"type": "input_audio", "input_audio": {"data": wav_base64(req.audio), "format": "wav"}},
-            {"type": "text", "text": window_prompt(req.prompt, req.end - req.start)},
+            {"type": "text", "text": request_prompt(req)},
         ]
         return self._body([{"role": "user", "content": content}])
 
@@ -118,7 +118,7 @@ class OpenAIEngine:
         except RequestFailed as exc:
             log.warning("window %.1f-%.1f s: %s", req.start, req.end, exc)
             return WindowDescription.failed(str(exc))
-        return parse_window_output(text, req.start, req.end, req.labels)
+        return describe_answer(text, req)
 
     def summarize(self, text_prompt: str) -> str | None:
         """A text-only completion (the song caption); ``None`` when the server fails."""

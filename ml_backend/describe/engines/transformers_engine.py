@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ml_backend.describe.prompt import parse_window_output, window_prompt
+from ml_backend.describe.prompt import describe_answer, request_prompt
 
 from ml_backend.describe.engines.base import EngineError
 from ml_backend.describe.types import WindowDescription, WindowRequest
@@ -230,7 +230,7 @@ class TransformersEngine:
             if text is None:
                 results.append(WindowDescription.failed(error))
             else:
-                results.append(parse_window_output(text, req.start, req.end, req.labels))
+                results.append(describe_answer(text, req))
         return results
 
     def _retry_alone(self, req: WindowRequest, audio: np.ndarray, errors: list[str], index: int) -> str | None:
@@ -249,7 +249,7 @@ class TransformersEngine:
 
     def _conversation(self, req: WindowRequest) -> list[dict]:
         """The chat for one window: an audio item, then the prompt with the window length filled in."""
-        prompt = window_prompt(req.prompt, req.end - req.start)
+        prompt = request_prompt(req)
         return [{"role": "user", "content": [{"type": "audio", "audio": "window.wav"},
                                              {"type": "text", "text": prompt}]}]
 
