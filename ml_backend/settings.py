@@ -16,6 +16,7 @@ class SettingsError(ValueError):
 
 
 ENGINES = ("transformers", "openai", "dsp")
+LYRICS_ENGINES = ("none", "whisper", "openai")  # ml_backend/lyrics/engines
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
@@ -110,6 +111,18 @@ class Settings:
     max_concurrency: int = setting(4, least=1)  # requests in flight (openai engine)
     request_timeout: float = setting(120.0, above=0.0)  # seconds per model request (openai engine)
     max_retries: int = setting(3, least=0)  # retries with backoff (openai engine)
+    # Lyrics (ml_backend/lyrics/, docs/lyrics.md); the openai lyrics engine shares the timeouts, retries and
+    # concurrency above. Guard defaults are Whisper's own thresholds.
+    lyrics_engine: str = setting("none", choices=LYRICS_ENGINES, case="lower")
+    lyrics_model_id: str = setting("openai/whisper-large-v3-turbo")  # Whisper id/folder, or the server's model name
+    lyrics_base_url: str = setting("", url=True)  # openai lyrics engine: ends before /audio/transcriptions
+    lyrics_api_key: str = setting("EMPTY")
+    lyrics_pause_seconds: float = setting(0.8, above=0.0)  # a longer gap between words starts a new line
+    lyrics_no_speech_threshold: float = setting(0.6, least=0.0, most=1.0)  # with a low log-prob: silence
+    lyrics_logprob_threshold: float = setting(-1.0)  # mean token log-probability below this is doubtful
+    lyrics_compression_ratio_threshold: float = setting(2.4, above=0.0)  # above: a repetition loop
+    lyrics_max_repeats: int = setting(6, least=1)  # a word group repeated more often back to back is a loop
+    lyrics_min_voice_seconds: float = setting(1.0, least=0.0)  # voice a region needs to keep words; 0 = off
     # Segmentation (the values and the 30 s limit live with the windowing code: ml_backend/describe/windows.py)
     segmentation: str = setting("structure", case="lower")  # structure | fixed
     segment_seconds: float = setting(30.0)  # fixed window length, at most 30
@@ -155,6 +168,9 @@ class Settings:
         try:
             parse_allowed_hosts(self.allowed_media_hosts)
         except ValueError as exc:
+        if self.lyrics_engine == "openai" and not self.lyrics_base_url:
+            raise SettingsError("LYRICS_ENGINE=openai needs LYRICS_BASE_URL (the transcription server, e.g. "
+                                "http://whisper:8000/v1)")
             raise SettingsError(str(exc)) from None
         if not re.fullmatch(r"auto|cpu|cuda(:\d+)?|mps", self.device):
             raise SettingsError(f"DEVICE={self.device!r}: use auto, cpu, cuda or cuda:N")

@@ -45,7 +45,8 @@ FIXED_IN_COMPOSE = {"LABEL_STUDIO_URL", "LABEL_STUDIO_API_KEY", "LOCAL_FILES_DOC
 # Settings fields whose compose value differs from the library default on purpose.
 COMPOSE_DIFFERS = {"label_studio_url": "http://label-studio:8080", "local_files_document_root": "/label-studio/files",
                    "model_dir": Path("/data/model_dir"), "openai_base_url": "http://vllm:8000/v1",
-                   "queue_url": "redis://redis:6379/0"}
+                   "queue_url": "redis://redis:6379/0",
+                   "lyrics_engine": "whisper"}  # the stack has a GPU: lyrics on (docs/lyrics.md)
 SECRETS = {"LABEL_STUDIO_PASSWORD": "pw-for-tests", "LABEL_STUDIO_USER_TOKEN": "token-for-tests"}
 
 
