@@ -264,7 +264,8 @@ class Run:
         if location.path is not None:
             return location.path, False, self.o.audio
         # A re-run does not download again what an earlier run already put in place.
-        if previous and previous.ref == ref and previous.audio_name == dest.name and dest.exists():
+        if previous and previous.ref == ref and previous.audio_name == dest.name and dest.exists() \
+                and not leaves_folder(dest, self.out):  # a link planted there is not read (nor copied over)
             return dest, False, "same"
         if self.o.dry_run:
             raise _DryDownload(location.url)

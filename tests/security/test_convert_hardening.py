@@ -327,3 +327,30 @@ def test_no_temp_files_are_left_behind(tmp_path):
     assert convert_none(export, tmp_path / "out")[0] == 0
     leftovers = [p for p in (tmp_path / "out").rglob(".*") if p.is_file() and p.suffix == ".tmp"]
     assert leftovers == [], leftovers
+
+
+def test_downloaded_audio_replaced_by_a_link_out_of_the_folder_is_fetched_again(tmp_path, song_files):
+    """A re-run reuses audio an earlier run downloaded into dataset/, but not when someone replaced it with a
+    link leading out of the folder: the link is neither read nor copied over; the audio is downloaded again."""
+    from tests.test_media import LocalServer
+
+    server = LocalServer()
+    try:
+        server.file("/data/upload/1/abcdef12-remote.ogg", song_files[".ogg"].read_bytes(), token="Token key")
+        export = write_export(tmp_path / "e.json", [task(1, "/data/upload/1/abcdef12-remote.ogg",
+                                                         [annotation(1, [text("caption", "c")])])])
+        args = (export, "--out", tmp_path / "out", "--ls-url", server.url, "--ls-token", "key")
+        assert run_cli(*args)[0] == 0
+        requests = len(server.requests)
+        outside = tmp_path / "private.wav"
+        outside.write_bytes(song_files[".wav"].read_bytes())  # readable audio: only the link check stops it
+        audio = tmp_path / "out" / "dataset" / "remote.ogg"
+        audio.unlink()
+        audio.symlink_to(outside)
+        code, output = run_cli(*args)
+        assert code == 0, output
+        assert len(server.requests) > requests  # fetched again
+        assert not audio.is_symlink() and audio.read_bytes() == song_files[".ogg"].read_bytes()
+        assert outside.read_bytes() == song_files[".wav"].read_bytes()
+    finally:
+        server.close()
