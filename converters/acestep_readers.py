@@ -109,7 +109,7 @@ def _json_object(path: Path) -> dict:
     try:
         with open(path, encoding="utf-8") as handle:
             data = json.load(handle)
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):  # RecursionError: nested deeper than Python's JSON reader goes
         return {}
     return data if isinstance(data, dict) else {}
 

@@ -57,8 +57,11 @@ def _progress(enabled_bar: bool, say):
               help="Put audio into dataset/ as a copy, a symlink, or not at all.")
 @click.option("--force", is_flag=True, help="Overwrite sidecars and lyrics files edited by hand.")
 @click.option("--dry-run", is_flag=True, help="Print the plan and write nothing.")
+@click.option("--acestep-dir", type=click.Path(path_type=Path, file_okay=False), default=None,
+              help="ACE-Step's working directory (where it is started): acestep_dataset.json then names the audio "
+                   "relative to it, and --out must lie under it (ACE-Step refuses paths outside).")
 def convert_command(export, out, media_root, document_root, ls_url, ls_token, use_predictions, audio, force,
-                    dry_run):
+                    dry_run, acestep_dir):
     """Convert a Label Studio JSON EXPORT into an ACE-Step 1.5 LoRA dataset in --out.
 
     Audio not found under --media-root or --document-root is downloaded from Label Studio: set LABEL_STUDIO_URL
@@ -83,7 +86,7 @@ def convert_command(export, out, media_root, document_root, ls_url, ls_token, us
     source = MediaSource(ls_url=ls_url.rstrip("/"), ls_token=ls_token, media_root=media_root,
                          document_root=document_root)
     options = Options(export=export, out=out, source=source, audio=audio, use_predictions=use_predictions,
-                      force=force, dry_run=dry_run)
+                      force=force, dry_run=dry_run, acestep_dir=acestep_dir)
     factory = _progress(bar, say)
     updates = []
 
@@ -107,14 +110,37 @@ def convert_command(export, out, media_root, document_root, ls_url, ls_token, us
 
 @click.command("validate")
 @click.argument("folder", type=click.Path(path_type=Path, exists=True, file_okay=False))
-@click.option("--quiet", is_flag=True, help="Print only the problems, not the notes.")
-def validate_command(folder, quiet):
-    """Check a folder of audio files and sidecars against what ACE-Step 1.5 reads; list what it would ignore or
-    misread. Exit status: 0 clean, 1 problems found."""
-    from .validate import validate_folder
+@click.option("--quiet", is_flag=True, help="Print only the problems, not the notes and what ACE-Step holds.")
+@click.option("--release", "release", type=click.Choice(["all", "current", "early"]), default="all",
+              show_default=True, help="Which ACE-Step 1.5 folder reader to check against: current (from mid "
+              "February 2026: JSON sidecars) and/or early (before: <stem>.txt and CSV only).")
+@click.option("--json", "as_json", is_flag=True, help="One JSON document: per song what each release holds and "
+              "how it differs from the sidecar, and every finding.")
+def validate_command(folder, quiet, release, as_json):
+    """Check a folder of audio files and sidecars against what ACE-Step 1.5 reads: per song what each release
+    will hold, every difference from the sidecar and what it would ignore or misread. Exit status: 0 clean (notes
+    only), 1 problems found."""
+    import json
 
-    findings = validate_folder(folder)
+    from .acestep_check import holds_lines
+    from .acestep_readers import RELEASES
+    from .validate import validate_report
+
+    releases = tuple(RELEASES.values()) if release == "all" else (RELEASES[release],)
+    findings, views = validate_report(folder, releases)
     problems = [f for f in findings if f.level == "problem"]
+    if as_json:
+        click.echo(json.dumps({
+            "folder": str(folder), "releases": [r.name for r in releases], "problems": len(problems),
+            "songs": [v.as_json(folder) for v in views],
+            "findings": [{"path": f.line(folder).split(": ", 1)[0], "level": f.level, "message": f.message}
+                         for f in findings]}, ensure_ascii=False, indent=2))
+        sys.exit(1 if problems else 0)
+    if not quiet:
+        for view in views:
+            click.echo(f"{view.audio.relative_to(folder)}:")
+            for line in holds_lines(view):
+                click.echo(f"  {line}")
     for finding in findings:
         if finding.level == "problem" or not quiet:
             click.echo(finding.line(folder))

@@ -18,11 +18,16 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from label_config.sidecar import (
-    LORA_TAB_AUDIO, acestep_metadata, acestep_sample, lyrics_file_text, to_sidecar,
+    INSTRUMENTAL_LYRICS, LORA_TAB_AUDIO, acestep_metadata, acestep_sample, lyrics_file_text, to_sidecar,
+    vocal_status,
 )
-from ls_acestep.files import OutsideFolderError, atomic_write, leaves_folder
+from ls_acestep.files import OutsideFolderError, atomic_write, leaves_folder, read_inside
 from ls_acestep.media import MediaError, MediaSource, locate, make_client, resolve_audio
 
+from .acestep_outputs import (
+    CSV_NAME, LEGACY_LYRICS_SUFFIX, LYRICS_SUFFIX, csv_row, dataset_base, duration_notes, escapes, plan_absent,
+    write_csv,
+)
 from .audio_files import AudioReadError, measure_duration, place_audio
 from .folder_lock import FolderBusy, lock_folder, unlock_folder
 from .export_reader import ExportError, TaskError, audio_ref, choose, iter_tasks, task_id
@@ -51,6 +56,7 @@ class Options:
     use_predictions: bool = False
     force: bool = False
     dry_run: bool = False
+    acestep_dir: Path | None = None  # ACE-Step's working directory: dataset JSON audio paths relative to it
 
 
 @dataclass
@@ -110,15 +116,24 @@ class TextPlans:
     """One task's two text files and what happens to each."""
 
     sidecar: TextPlan
-    lyrics: TextPlan
+    lyrics: TextPlan | None  # None: the song has no words and no lyrics file is there
+    legacy: TextPlan | None = None  # a <stem>.lyrics.txt (earlier versions wrote it): removed when ours
+
+    @property
+    def plans(self) -> list[TextPlan]:
+        return [p for p in (self.sidecar, self.lyrics, self.legacy) if p is not None]
 
     @property
     def kept(self) -> list[TextPlan]:
-        return [p for p in (self.sidecar, self.lyrics) if p.action == "kept"]
+        return [p for p in self.plans if p.action == "kept"]
 
     @property
     def to_write(self) -> list[TextPlan]:
-        return [p for p in (self.sidecar, self.lyrics) if p.action in ("new", "update")]
+        return [p for p in self.plans if p.action in ("new", "update")]
+
+    @property
+    def to_remove(self) -> list[TextPlan]:
+        return [p for p in self.plans if p.action == "remove"]
 
 
 class Run:
@@ -129,7 +144,9 @@ class Run:
         self.say = say  # one line of human output
         self.out = Path(options.out)
         self.dataset = self.out / DATASET_DIR
-        self.dataset_abs_str = str(self.dataset.resolve())  # absolute paths in the ACE-Step dataset file
+        # the ACE-Step dataset file's audio paths: absolute, or relative to --acestep-dir (checked by convert())
+        self.dataset_abs_str = dataset_base(self.dataset, options.acestep_dir)[0]
+        self.with_genre = 0  # songs whose genre only the dataset JSON carries (a folder scan drops it)
         self.summary = Summary()
         self.state = State(self.out)
         self.stems = StemBook()
@@ -174,6 +191,7 @@ class Run:
         self.samples = Spool(work, "samples")
         self.problems = Spool(work, "problems")
         self.warnings = Spool(work, "warnings")
+        self.csv_rows = Spool(work, "csv")
 
     def close(self) -> None:
         self.state.close()
@@ -239,6 +257,7 @@ class Run:
                             f"{previous.stem}.* are left in {DATASET_DIR}/ (delete them)")
         lyrics = lyrics_file_text(converted.song)
         sidecar = to_sidecar(converted.song, provenance(tid, choice, ref), lyrics)
+        warnings.extend(self._acestep_notes(converted.song, audio))
         texts = self._plan_texts(stem, sidecar, lyrics, previous)
         if self.o.dry_run:
             self._say_plan(tid, audio, texts, warnings)
@@ -274,17 +293,39 @@ class Run:
         path = resolve_audio(ref, self.o.source, tid, client=self.client)
         return path, self.o.audio == "copy", "download"
 
+    def _acestep_notes(self, song, audio: AudioPlan) -> list[str]:
+        """What ACE-Step will make of this song that the annotator may not expect: unknown vocals or a vocal song
+        without lyrics (both train as [Instrumental]), its length, linked audio it refuses."""
+        notes = [note for note in (vocal_status(song)[1],) if note]
+        if audio.duration is not None:
+            notes += duration_notes(audio.duration)
+        if self.o.acestep_dir is not None and self.o.audio == "link" and audio.src is not None \
+                and escapes(audio.src, self.o.acestep_dir):
+            notes.append(f"--audio link: ACE-Step resolves the link to {audio.src}, outside --acestep-dir, and "
+                         "refuses it; use --audio copy")
+        self.with_genre += bool(song.genres)
+        return notes
+
     def _plan_texts(self, stem: str, sidecar: dict, lyrics: str, previous) -> TextPlans:
+        """The sidecar, and ``<stem>.txt`` only for a song with words (any lyrics file makes ACE-Step's folder
+        scan call the song vocal); an old ``<stem>.lyrics.txt`` of ours goes (the current release reads it first)."""
+        recorded = previous.lyrics_hash if previous else ""
         side = plan_text(self.dataset / f"{stem}.json", sidecar_bytes(sidecar),
                          previous.sidecar_hash if previous else "", self.o.force, self.fresh, self.out)
-        lyr = plan_text(self.dataset / f"{stem}.lyrics.txt", lyrics.encode(),
-                        previous.lyrics_hash if previous else "", self.o.force, self.fresh, self.out)
-        return TextPlans(side, lyr)
+        path = self.dataset / f"{stem}{LYRICS_SUFFIX}"
+        read = lambda p: read_inside(p, self.out)  # noqa: E731
+        if lyrics.strip() not in ("", INSTRUMENTAL_LYRICS):
+            lyr = plan_text(path, lyrics.encode(), recorded, self.o.force, self.fresh, self.out)
+        else:
+            lyr = None if self.fresh else plan_absent(path, recorded, self.o.force, read)
+        legacy = None if self.fresh else plan_absent(self.dataset / f"{stem}{LEGACY_LYRICS_SUFFIX}", recorded,
+                                                     self.o.force, read)
+        return TextPlans(side, lyr, legacy)
 
     def _say_plan(self, tid: int, audio: AudioPlan, texts: TextPlans, warnings: list[str]) -> None:
         where = f"{audio.action} from {audio.src}" if audio.src else audio.action
         self.say(f"task {tid}: {DATASET_DIR}/{audio.name} ({where}); sidecar {texts.sidecar.action}; "
-                 f"lyrics {texts.lyrics.action}")
+                 f"lyrics {texts.lyrics.action if texts.lyrics else 'none (no words)'}")
         for w in warnings:
             self.say(f"task {tid}: warning: {w}")
 
@@ -292,20 +333,24 @@ class Run:
                lyrics: str, previous, warnings: list[str]) -> None:
         """Put the task's files in place, record them in the state, add its rows to the run-level files."""
         entry = TaskState(stem, ref, recorded_hash(texts.sidecar, previous.sidecar_hash if previous else ""),
-                          recorded_hash(texts.lyrics, previous.lyrics_hash if previous else ""),
+                          _lyrics_hash(texts.lyrics, previous.lyrics_hash if previous else ""),
                           audio.recorded_name)
         on_disk = _read_kept_sidecar(texts.sidecar, sidecar, warnings)
-        lyrics_text = lyrics if texts.lyrics.action != "kept" else \
-            texts.lyrics.current.decode("utf-8", errors="replace")
+        lyrics_text = _lyrics_held(texts.lyrics, lyrics)
         if audio.src is not None:
             place_audio(audio.src, audio.dest, self.o.audio, move=audio.move)
         for plan in texts.to_write:
             atomic_write(plan.path, plan.data)
+        for plan in texts.to_remove:
+            plan.path.unlink(missing_ok=True)
         self.state.record(tid, entry)  # only once the files are on disk
         self.manifest.add(manifest_row(tid, choice, on_disk, audio.name, stem, audio.duration))
         sample = acestep_sample(tid, self.dataset_abs_str, audio.name, on_disk, lyrics_text, audio.duration)
         self.any_vocals = self.any_vocals or not sample["is_instrumental"]
         self.samples.add(sample)
+        row = csv_row(audio.name, on_disk)
+        if row is not None:
+            self.csv_rows.add({"row": row})
         self.converted_ids.append(tid)
 
     def _count(self, choice, warnings: list[str], kept: list, tid: int) -> None:
@@ -363,11 +408,14 @@ class Run:
             self._final(MANIFEST, write_lines, self.manifest.lines())
             self._final(INDEX, write_json_with_lists, {"generated_at": stamp, "export": export, "counts": counts},
                         {"records": self.manifest.lines()})
+            # in DIR/dataset and in DIR: ACE-Step reads the CSVs of the folder it scans, not of its subfolders
+            self._final(f"{DATASET_DIR}/{CSV_NAME}", write_csv, self.csv_rows.lines())
+            self._final(CSV_NAME, write_csv, self.csv_rows.lines())
             metadata = acestep_metadata(out.resolve().name, stamp, self.samples.count, self.any_vocals)
             self._final(ACESTEP_DATASET, write_json_with_lists, {"metadata": metadata},
                         {"samples": self.samples.lines()})
             report = {"generated_at": stamp, "export": export, "out": str(out), "counts": counts,
-                      "exit_code": summary.exit_code}
+                      "exit_code": summary.exit_code, "acestep": self._acestep_report()}
             if summary.converted_before_stop is not None:
                 report["stopped"] = {"reason": summary.fatal or summary.stopped, "tasks_read": summary.tasks,
                                      "converted_task_ids": summary.converted_before_stop}
@@ -377,8 +425,23 @@ class Run:
                            {"problems": self.problems.lines(), "warnings": self.warnings.lines()}):
                 summary.report = str(out / REPORT)
         finally:
-            for spool in (self.manifest, self.samples, self.problems, self.warnings):
+            for spool in (self.manifest, self.samples, self.problems, self.warnings, self.csv_rows):
                 spool.discard()
+
+    def _acestep_report(self) -> dict:
+        """Run-level facts about how ACE-Step will read this folder (docs/acestep.md)."""
+        where = (f"audio paths relative to --acestep-dir {self.o.acestep_dir}: load it from there"
+                 if self.o.acestep_dir is not None else
+                 "absolute audio paths; ACE-Step loads the file only when it and the audio lie under its working "
+                 "directory (pass --acestep-dir to check that and write paths relative to it)")
+        notes = [f"{ACESTEP_DATASET}: {where}",
+                 f"{DATASET_DIR}/: lyrics in <stem>{LYRICS_SUFFIX} only for songs with words; {CSV_NAME} carries "
+                 "caption, BPM and key for releases before mid-February 2026 (they read no JSON)"]
+        if self.with_genre:
+            notes.append(f"{self.with_genre} song(s) have a genre: only {ACESTEP_DATASET} carries it; a folder "
+                         "scan drops it (a sample picked for genre training then gets an empty prompt)")
+        return {"dataset_paths": "relative" if self.o.acestep_dir is not None else "absolute",
+                "songs_with_genre": self.with_genre, "notes": notes}
 
     def _final(self, name: str, write, *args) -> bool:
         """Write one final file with ``write(path, *args)``; False (and the file named as not written) on a
@@ -399,6 +462,23 @@ def provenance(tid: int, choice, ref: str) -> dict:
                 "updated_at": choice.updated_at, "audio": ref, "ground_truth": choice.ground_truth}
     return {"task_id": tid, "source": "prediction", "prediction_id": choice.id, "updated_at": choice.updated_at,
             "audio": ref, "model_version": choice.model_version}
+
+
+def _lyrics_hash(plan: TextPlan | None, previous_hash: str) -> str:
+    """The lyrics hash to remember: of what we wrote, the previous one for a kept file, "" when no file of ours
+    is left."""
+    if plan is None or plan.action == "remove":
+        return ""
+    return recorded_hash(plan, previous_hash)
+
+
+def _lyrics_held(plan: TextPlan | None, lyrics: str) -> str:
+    """The lyrics the dataset file gets: ours, a kept hand-edited file's, or [Instrumental] without a file."""
+    if plan is None or plan.action == "remove":
+        return INSTRUMENTAL_LYRICS + "\n"
+    if plan.action == "kept":
+        return plan.current.decode("utf-8", errors="replace") if plan.current is not None else lyrics
+    return lyrics
 
 
 class _DryDownload(Exception):
@@ -432,6 +512,9 @@ def convert(options: Options, say=None, progress_factory=None) -> Summary:
     out = Path(options.out)
     if out.exists() and not out.is_dir():
         return Summary(fatal=f"--out {out} exists and is not a folder")
+    base_error = dataset_base(out / DATASET_DIR, options.acestep_dir)[1]
+    if base_error:
+        return Summary(fatal=base_error)
     run = Run(options, say)
     update = progress_factory(export.stat().st_size) if progress_factory else None
     try:

@@ -170,7 +170,7 @@ def folder_item(audio: Path, root: Path, csv_metadata: dict) -> Item:
             if json_path.stat().st_size > MAX_SIDECAR_BYTES:
                 raise ValueError(f"{json_path.stat().st_size} bytes, more than a sidecar holds")
             data = json.loads(json_path.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:  # UnicodeDecodeError is a ValueError
+        except (OSError, ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
             item.error = f"{json_path.name} cannot be read ({type(exc).__name__}: {exc}); song skipped"
             return item
         if not isinstance(data, dict):
@@ -298,7 +298,7 @@ def read_source(source: Path) -> tuple[int, Iterator[Item], list[str]]:
                           f"({MAX_DATASET_BYTES} bytes at most)")
     try:
         data = json.loads(source.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, RecursionError) as exc:
         raise SourceError(f"{source} cannot be read as JSON ({type(exc).__name__}: {exc})") from None
     samples = data.get("samples") if isinstance(data, dict) else None
     if not isinstance(samples, list):

@@ -23,8 +23,13 @@ def manifest_row(tid: int, choice, sidecar: dict, audio: str, stem: str, duratio
         "task_id": tid, "annotation_id": choice.id if choice.source == "annotation" else None,
         "prediction_id": choice.id if choice.source == "prediction" else None, "source": choice.source,
         "audio_path": f"{DATASET_DIR}/{audio}", "sidecar_path": f"{DATASET_DIR}/{stem}.json",
-        "lyrics_path": f"{DATASET_DIR}/{stem}.lyrics.txt",
+        "lyrics_path": f"{DATASET_DIR}/{stem}.txt" if _words(sidecar.get("lyrics")) else None,
         "caption": sidecar.get("caption", ""), "duration": sidecar.get("duration", duration),
         "bpm": sidecar.get("bpm"), "keyscale": sidecar.get("keyscale", ""),
         "timesignature": sidecar.get("timesignature", ""), "language": sidecar.get("language") or "unknown",
     }
+
+
+def _words(lyrics: object) -> bool:
+    """Whether the song has a lyrics file: lyrics with words (convert writes none for "[Instrumental]")."""
+    return isinstance(lyrics, str) and lyrics.strip() not in ("", "[Instrumental]")

@@ -10,7 +10,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 _UPLOAD_PREFIX = re.compile(r"^[0-9a-f]{8}-(?=.)")  # Label Studio's upload prefix: 8 hex characters and a dash
 _UNSAFE = re.compile(r'[\x00-\x1f\x7f<>:"/\\|?*]')
-_MAX_STEM_BYTES = 180  # leaves room for "-<task id>.lyrics.txt" under the usual 255-byte name limit
+_MAX_STEM_BYTES = 180  # leaves room for "-<task id>.lyrics.txt" (an old lyrics file) under the 255-byte name limit
 
 
 def ref_file_name(ref: str) -> str:

@@ -22,6 +22,8 @@ from label_config.vocabulary import (
     BPM_MAX, BPM_MIN, LANGUAGES, TIME_SIGNATURES, normalize_keyscale, normalize_language, normalize_timesignature,
 )
 
+from .acestep_check import SongView, song_views, view_findings
+from .acestep_readers import CURRENT, EARLY, Release
 from .outputs import OUTPUT_FILES, STATE_DIR
 
 OTHER_AUDIO = (".aac", ".aif", ".aiff", ".wma", ".alac", ".mp4", ".webm", ".mka", ".ape", ".wv")
@@ -64,8 +66,14 @@ def _base(path: Path) -> Path:
     return path.with_suffix("")
 
 
-def validate_folder(folder: Path) -> list[Finding]:
+def validate_folder(folder: Path, releases: tuple[Release, ...] = (CURRENT, EARLY)) -> list[Finding]:
     """Every problem and note for ``folder``, in file order."""
+    return validate_report(folder, releases)[0]
+
+
+def validate_report(folder: Path, releases: tuple[Release, ...] = (CURRENT, EARLY)
+                    ) -> tuple[list[Finding], list[SongView]]:
+    """(every problem and note, what each release holds per song) for ``folder``."""
     folder = Path(folder)
     findings: list[Finding] = []
     audio_by_base: dict[Path, list[Path]] = defaultdict(list)
@@ -102,7 +110,11 @@ def validate_folder(folder: Path) -> list[Finding]:
                                                      in audio_by_base):
             findings.append(Finding(path, "problem", "orphan: no audio file with this base name next to it, so "
                                     "ACE-Step never reads it"))
-    return findings
+    views, csv_warnings = song_views(folder, releases) if audio_by_base else ([], [])
+    findings.extend(Finding(folder, "problem", f"CSV {warning}") for warning in csv_warnings)
+    for view in views:
+        findings.extend(Finding(path, level, message) for path, level, message in view_findings(view))
+    return findings, views
 
 
 def _read_sidecar(path: Path) -> tuple[dict | None, str]:
@@ -158,8 +170,8 @@ def check_sample(audio: Path) -> list[Finding]:
 
 def check_sidecar(path: Path, data: dict, has_caption_txt: bool = False) -> list[Finding]:
     """What ACE-Step does with each key it reads from ``song.json`` (values read only when truthy)."""
+    # keyscale, time signature and vocals: acestep_check (ACE-Step's own vocabulary, per release)
     checks = (_check_caption(data.get("caption"), has_caption_txt), _check_bpm(data.get("bpm")),
-              _check_keyscale(data.get("keyscale")), _check_timesignature(data.get("timesignature")),
               _check_language(data.get("language"), data.get("vocal_language")))
     return [Finding(path, level, message) for found in checks for level, message in found]
 
@@ -210,7 +222,7 @@ def _check_timesignature(sig: object) -> list[tuple[str, str]]:
 
 def _check_language(language: object, vocal_language: object) -> list[tuple[str, str]]:
     if not language:
-        if vocal_language:
+        if vocal_language and vocal_language not in ("unknown", "instrumental"):
             return [("problem", f"no \"language\": ACE-Step does not read \"vocal_language\" "
                                 f"({vocal_language!r}), so the sample gets \"unknown\"")]
         return [("note", "no language: read as \"unknown\"")]
@@ -230,21 +242,16 @@ def _int_hint(value: object) -> str:
 
 
 def check_lyrics(audio: Path, base: Path, sidecar: dict) -> list[Finding]:
-    """ACE-Step reads lyrics only from ``song.lyrics.txt`` (fallback ``song.txt``); an empty file is missing and
-    missing lyrics train as ``[Instrumental]``."""
+    """The lyrics file the current release reads (``song.lyrics.txt``, else ``song.txt``; an empty file counts as
+    missing): LRC time stamps are read as words. Lyrics against vocals: acestep_check.lyrics_checks."""
     out: list[Finding] = []
     candidates = [base.with_name(base.name + ".lyrics.txt"), base.with_name(base.name + ".txt")]
-    found = next((p for p in candidates if p.is_file()), None)
+    found = next((p for p in candidates if p.is_file()
+                  and p.read_text(encoding="utf-8", errors="replace").strip()), None)
     text = found.read_text(encoding="utf-8", errors="replace") if found else ""
-    json_lyrics = sidecar.get("lyrics") if isinstance(sidecar.get("lyrics"), str) else ""
-    json_has_words = bool(json_lyrics.strip()) and json_lyrics.strip() != INSTRUMENTAL_LYRICS
-    if not text.strip():
-        what = f"{found.name} is empty (counts as missing)" if found else f"no {candidates[0].name}"
-        if json_has_words or sidecar.get("is_instrumental") is False:
-            out.append(Finding(found or audio, "problem", f"{what}: the sample trains as [Instrumental] although "
-                               "its sidecar has lyrics (ACE-Step does not read lyrics from the JSON)"))
-        else:
-            out.append(Finding(found or audio, "note", f"{what}: trained as [Instrumental]"))
+    if found is None:
+        for empty in (p for p in candidates if p.is_file()):
+            out.append(Finding(empty, "note", f"{empty.name} is empty: ACE-Step counts it as missing"))
         return out
     if _LRC_STAMP.search(text):
         out.append(Finding(found, "problem", "lyrics hold LRC timestamps like [01:23.45]; ACE-Step reads them as "

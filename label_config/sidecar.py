@@ -77,20 +77,51 @@ def assemble_lyrics(regions: list[Region]) -> str:
 
 
 def lyrics_file_text(song: SongAnnotation) -> str:
-    """The contents of ``<stem>.lyrics.txt``: the song-level lyrics when filled, else assembled from the regions,
-    else ``[Instrumental]``. Ends with a newline."""
+    """The song's lyrics as ACE-Step trains on them: the song-level lyrics when filled, else assembled from the
+    regions, else ``[Instrumental]``. Ends with a newline. ``convert`` writes ``<stem>.txt`` only when they hold
+    words (a lyrics file, even one holding ``[Instrumental]``, makes ACE-Step's folder scan call the song vocal)."""
     text = song.effective_lyrics_text()
     if not text or song.language == "instrumental":
         text = INSTRUMENTAL_LYRICS
     return text.rstrip("\n") + "\n"
 
 
+def vocal_status(song: SongAnnotation) -> tuple[bool | None, str]:
+    """(``True`` instrumental / ``False`` vocal / ``None`` unknown, a warning or ""). Lyrics with words make a song
+    vocal; without words only the language says it: "instrumental", a language code (vocal, but it trains as
+    ``[Instrumental]``), or nothing / "unknown": then nobody said, and the song is never called instrumental just
+    because its fields were left empty."""
+    words = song.effective_lyrics_text().strip()
+    has_words = bool(words) and words != INSTRUMENTAL_LYRICS
+    if song.language == "instrumental":
+        return True, ("marked instrumental but has lyrics: the lyrics are not written, ACE-Step trains it as "
+                      "[Instrumental]" if has_words else "")
+    if has_words:
+        return False, ""
+    vocals = f" and vocal notes ({', '.join(song.vocal_characteristics)})" if song.vocal_characteristics else ""
+    if song.language and song.language != "unknown":
+        return False, (f"vocal language {song.language!r}{vocals} but no lyrics: ACE-Step trains it as "
+                       "[Instrumental]; type the lyrics")
+    if vocals:
+        return None, (f"vocal notes ({', '.join(song.vocal_characteristics)}) but no lyrics and no language: "
+                      "vocals unknown, ACE-Step trains it as [Instrumental]; type the lyrics or set the language")
+    return None, ("vocals unknown: neither lyrics nor a vocal language were given, ACE-Step trains it as "
+                  "[Instrumental]; set the vocal language (or 'instrumental')")
+
+
 def to_sidecar(song: SongAnnotation, provenance: dict | None = None, lyrics_text: str | None = None) -> dict:
     """The sidecar JSON for one song: ACE-Step 1.5's keys (only when known, since it treats falsy values as
     missing anyway), the original pipeline's keys, and the full analysis under ``music_analysis``.
-    ``lyrics_text`` is ``lyrics_file_text(song)`` when the caller has it already."""
+    ``lyrics_text`` is ``lyrics_file_text(song)`` when the caller has it already.
+
+    ACE-Step's ``language`` is written only for a real language code: its folder scan marks a song vocal for any
+    other truthy value ("unknown" included), and "instrumental" is not in its language list (without the key it
+    holds "unknown", as its own labeling writes for instrumentals). ``vocal_language`` (the captioning pipeline's
+    key, default "en" there) always says it: a code, "instrumental" or "unknown"; ``is_instrumental`` is true,
+    false or null (unknown)."""
     lyrics = (lyrics_file_text(song) if lyrics_text is None else lyrics_text).rstrip("\n")
-    language = song.language or ("instrumental" if lyrics == INSTRUMENTAL_LYRICS else "unknown")
+    status, _warning = vocal_status(song)
+    code = song.language if song.language not in ("", "instrumental", "unknown") else ""
     sidecar: dict = {"caption": song.caption}
     if song.bpm is not None:
         sidecar["bpm"] = int(song.bpm)
@@ -98,13 +129,14 @@ def to_sidecar(song: SongAnnotation, provenance: dict | None = None, lyrics_text
         sidecar["keyscale"] = song.keyscale
     if song.timesignature:
         sidecar["timesignature"] = song.timesignature
-    sidecar["language"] = language
+    if code:
+        sidecar["language"] = code
     sidecar["lyrics"] = lyrics
-    sidecar["vocal_language"] = language
+    sidecar["vocal_language"] = code or ("instrumental" if status is True else "unknown")
     if song.duration is not None:
         sidecar["duration"] = round(float(song.duration), 3)
     sidecar["genre"] = ", ".join(song.genres)
-    sidecar["is_instrumental"] = language == "instrumental" or lyrics == INSTRUMENTAL_LYRICS
+    sidecar["is_instrumental"] = status
     sidecar["music_analysis"] = {
         "timeline": [
             {
@@ -135,19 +167,27 @@ def acestep_sample(task_id: int, dataset_dir: str, audio: str, sidecar: dict, ly
     the lyrics file. ``duration`` (seconds) is used when the sidecar has none. The id is stable per task."""
     lyrics = lyrics.rstrip("\n")
     language = sidecar.get("language") or "unknown"
-    instrumental = lyrics == INSTRUMENTAL_LYRICS or language == "instrumental"
+    if language == "instrumental":  # a hand-edited sidecar: ACE-Step's language list has no "instrumental"
+        language = "unknown"
+    flag = sidecar.get("is_instrumental")
+    # Unknown vocals (null) train as [Instrumental] like a folder scan holds them; the sidecar keeps the null.
+    instrumental = flag if isinstance(flag, bool) else lyrics.strip() in ("", INSTRUMENTAL_LYRICS)
     seconds = sidecar.get("duration", duration)
     return {
         "id": str(uuid.uuid5(_SAMPLE_NAMESPACE, f"task-{task_id}")),
         "audio_path": os.path.join(dataset_dir, audio),
         "filename": audio, "caption": sidecar.get("caption", ""), "genre": sidecar.get("genre", ""),
-        "lyrics": lyrics, "raw_lyrics": "" if instrumental else lyrics,
-        "formatted_lyrics": "" if instrumental else lyrics, "bpm": sidecar.get("bpm"),
+        "lyrics": lyrics, "raw_lyrics": lyrics if _has_words(lyrics) else "",
+        "formatted_lyrics": lyrics if _has_words(lyrics) else "", "bpm": sidecar.get("bpm"),
         "keyscale": sidecar.get("keyscale", ""), "timesignature": sidecar.get("timesignature", ""),
         "duration": int(seconds) if isinstance(seconds, (int, float)) else 0, "language": language,
         "is_instrumental": instrumental, "custom_tag": "", "labeled": bool(sidecar.get("caption")),
         "prompt_override": None,
     }
+
+
+def _has_words(lyrics: str) -> bool:
+    return lyrics.strip() not in ("", INSTRUMENTAL_LYRICS)
 
 
 def acestep_metadata(name: str, created_at: str, samples: int, any_vocals: bool) -> dict:

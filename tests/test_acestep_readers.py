@@ -173,3 +173,173 @@ def test_enharmonic_and_unicode_keys_are_the_same_key():
     ({"language": "unknown"}, None), ({"is_instrumental": None, "vocal_language": "unknown"}, None)])
 def test_vocal_status(sidecar, status):
     assert vocal_status(sidecar) is status
+
+
+# --- a converted folder, read by both releases -------------------------------------------------------------------
+
+from tests.test_convert import annotation, choice, number, region, task, text, write_export  # noqa: E402
+
+from converters.acestep_outputs import csv_text  # noqa: E402
+from converters.acestep_readers import FIELDS, read_sample  # noqa: E402
+from converters.convert import Options, convert  # noqa: E402
+from ls_acestep.media import MediaSource  # noqa: E402
+
+NASTY_CAPTION = 'Dreamy "lo-fi", soft; warm\tpads, it\'s late — 夜の街\nsecond line, with commas'
+SONGS = {  # name -> (result, is_instrumental in the sidecar)
+    "vocal": ([*region("a", 0.0, 1.0, "Verse", lyrics="hello there"), *region("b", 1.0, 2.0, "Chorus",
+                                                                             lyrics="sing it loud"),
+               text("caption", NASTY_CAPTION), number("bpm", 96), choice("keyscale", "F# minor"),
+               choice("timesignature", "3"), choice("vocal_language", "en")], False),
+    "inst": ([text("caption", "ambient drones"), number("bpm", 70), choice("vocal_language", "instrumental")],
+             True),
+    "sung": ([text("caption", "j-pop"), text("lyrics", "[Verse]\nこんにちは\n\n[Chorus]\nさようなら"),
+              choice("vocal_language", "ja")], False),
+    "blank": ([text("caption", "just a caption, nothing else")], None),
+    "keyonly": ([text("caption", "'quoted' start"), choice("keyscale", "Bb major"),
+                 choice("vocal_language", "instrumental")], True),
+}
+
+
+@pytest.fixture()
+def converted(tmp_path):
+    """A real convert run over a Label Studio export of five songs (copied audio, 12.5 s each)."""
+    folder = tmp_path / "media" / "upload" / "1"
+    tasks = []
+    for n, (name, (result, _)) in enumerate(SONGS.items(), 1):
+        _wav(folder / f"{n:08x}-{name}.wav", 12.5)
+        tasks.append(task(n, f"/data/upload/1/{n:08x}-{name}.wav", [annotation(n, result)]))
+    export = write_export(tmp_path / "export.json", tasks)
+    summary = convert(Options(export, tmp_path / "out", MediaSource(media_root=tmp_path / "media")),
+                      say=lambda _: None)
+    assert summary.exit_code == 0 and summary.converted == len(SONGS)
+    return tmp_path / "out" / "dataset"
+
+
+def test_both_releases_read_a_converted_folder_as_the_sidecars_say(converted):
+    sidecars = {p.stem: json.loads(p.read_text(encoding="utf-8")) for p in converted.glob("*.json")}
+    assert set(sidecars) == set(SONGS)
+    for name, (_, flag) in SONGS.items():
+        assert sidecars[name]["is_instrumental"] is flag, name
+    for release in (CURRENT, EARLY):
+        songs, warnings = scan_folder(converted, release)
+        assert warnings == [] and len(songs) == len(SONGS)
+        for audio, held in songs.items():
+            side = sidecars[audio.stem]
+            want = intended(side)
+            assert set(want) >= {"caption", "lyrics", "duration"}
+            diffs = differences(held, want)
+            # the only differences: what this release has no file for (the early one reads no JSON)
+            assert all(name not in release.readable for name, _, _ in diffs), (release.name, audio.name, diffs)
+            if release is CURRENT:
+                assert diffs == [], (audio.name, diffs)
+            # field by field, spelled out
+            assert held.caption == side["caption"] and held.labeled
+            assert held.bpm == side.get("bpm") and held.keyscale == side.get("keyscale", "")
+            assert held.lyrics == side["lyrics"].strip() and held.duration == 12
+            assert held.is_instrumental is (SONGS[audio.stem][1] is not False), (release.name, audio.name)
+    # the early release holds no time signature or language: the only fields it cannot get
+    early, _ = scan_folder(converted, EARLY)
+    vocal = next(h for a, h in early.items() if a.stem == "vocal")
+    assert vocal.timesignature == "" and vocal.language == "unknown" and vocal.sources["caption"] == "CSV"
+
+
+def test_the_csv_changes_nothing_the_current_release_reads(converted):
+    csv_file = converted / "acestep_metadata.csv"
+    with_csv, _ = scan_folder(converted, CURRENT)
+    csv_file.rename(converted.parent / "moved.csv")
+    without_csv, _ = scan_folder(converted, CURRENT)
+    assert {a: h.values() for a, h in with_csv.items()} == {a: h.values() for a, h in without_csv.items()}
+
+
+def test_the_captioning_pipelines_trainer_reads_its_keys_right(converted):
+    for audio in converted.glob("*.wav"):
+        side = json.loads(audio.with_suffix(".json").read_text(encoding="utf-8"))
+        seen = read_pipeline(audio)
+        assert seen["caption"] == side["caption"] and seen["lyrics"] == side["lyrics"]
+        want_language = {"vocal": "en", "sung": "ja", "inst": "instrumental", "keyonly": "instrumental",
+                         "blank": "unknown"}[audio.stem]
+        assert seen["vocal_language"] == want_language  # never its default "en" by omission
+
+
+def test_csv_survives_sniffing_on_many_nasty_captions(tmp_path):
+    """More than the 4 KB ACE-Step sniffs, captions full of delimiters and quotes: both releases read every row
+    back exactly."""
+    import random
+
+    rng = random.Random(7)
+    alphabet = list("abc xyz,;\t\"'|:-—é夜\n") + ["\\", "\r"]
+    rows = []
+    for n in range(120):
+        caption = "".join(rng.choice(alphabet) for _ in range(rng.randint(1, 60))).strip() or "x"
+        rows.append([f"s{n}.wav", str(rng.randint(30, 300)), rng.choice(["C major", "F# minor", ""]), caption])
+    (tmp_path / "acestep_metadata.csv").write_text(csv_text(rows), encoding="utf-8")
+    assert len(csv_text(rows).encode()) > 4096
+    for release in (EARLY, CURRENT):
+        meta, warnings = load_csv_metadata(tmp_path, release)
+        assert warnings == []
+        for name, bpm, key, caption in rows:
+            want = {"bpm": int(bpm), "caption": caption.strip()} | ({"key": key} if key else {})
+            assert meta[name] == want, (release.name, name)
+
+
+def test_rerun_removes_our_old_lyrics_txt_and_keeps_a_hand_edited_one(tmp_path, converted):
+    out = converted.parent
+    state = out / ".ls-acestep" / "state.jsonl"
+    lines = [json.loads(line) for line in state.read_text().splitlines()]
+    # as an earlier version of convert left it: lyrics in <stem>.lyrics.txt (hash recorded), none in <stem>.txt
+    vocal = next(r for r in lines if r["stem"] == "vocal")
+    (converted / "vocal.txt").rename(converted / "vocal.lyrics.txt")
+    (converted / "inst.lyrics.txt").write_text("[Instrumental]\n")  # written by hand: not ours
+    assert vocal["lyrics"]
+    summary = convert(Options(tmp_path / "export.json", out, MediaSource(media_root=tmp_path / "media")),
+                      say=lambda _: None)
+    assert not (converted / "vocal.lyrics.txt").exists() and (converted / "vocal.txt").is_file()
+    assert (converted / "inst.lyrics.txt").read_text() == "[Instrumental]\n" and summary.kept == 1
+    report = json.loads((out / "conversion_report.json").read_text())
+    assert any("inst.lyrics.txt" in p["reason"] for p in report["problems"])
+    held = read_sample(converted / "inst.wav", CURRENT)
+    assert held.is_instrumental is False  # which is why it is reported: validate says so too
+    summary = convert(Options(tmp_path / "export.json", out, MediaSource(media_root=tmp_path / "media"),
+                              force=True), say=lambda _: None)
+    assert summary.kept == 0 and not (converted / "inst.lyrics.txt").exists()
+
+
+def test_acestep_dir_writes_paths_relative_to_it_and_refuses_an_out_outside(tmp_path):
+    folder = tmp_path / "media" / "upload" / "1"
+    _wav(folder / "0000000a-one.wav", 11)
+    export = write_export(tmp_path / "e.json", [task(1, "/data/upload/1/0000000a-one.wav",
+                                                     [annotation(1, [text("caption", "c")])])])
+    acestep = tmp_path / "ACE-Step-1.5"
+    acestep.mkdir()
+    source = MediaSource(media_root=tmp_path / "media")
+    summary = convert(Options(export, acestep / "data" / "mine", source, acestep_dir=acestep), say=lambda _: None)
+    assert summary.exit_code == 0
+    dataset = json.loads((acestep / "data" / "mine" / "acestep_dataset.json").read_text())
+    assert dataset["samples"][0]["audio_path"] == "data/mine/dataset/one.wav"
+    report = json.loads((acestep / "data" / "mine" / "conversion_report.json").read_text())
+    assert report["acestep"]["dataset_paths"] == "relative"
+    outside = convert(Options(export, tmp_path / "elsewhere", source, acestep_dir=acestep), say=lambda _: None)
+    assert outside.exit_code == 2 and "--acestep-dir" in outside.fatal and not (tmp_path / "elsewhere").exists()
+
+
+def test_report_says_durations_and_genre_per_song(tmp_path):
+    folder = tmp_path / "media" / "upload" / "1"
+    lengths = {"short": 5.0, "long": 250.0}
+    tasks = []
+    for n, (name, seconds) in enumerate(lengths.items(), 1):
+        _wav(folder / f"{n:08x}-{name}.wav", seconds, rate=1000)
+        tasks.append(task(n, f"/data/upload/1/{n:08x}-{name}.wav",
+                          [annotation(n, [text("caption", "c"), text("genre", "rock"),
+                                          choice("vocal_language", "instrumental")])]))
+    convert(Options(write_export(tmp_path / "e.json", tasks), tmp_path / "out",
+                    MediaSource(media_root=tmp_path / "media")), say=lambda _: None)
+    report = json.loads((tmp_path / "out" / "conversion_report.json").read_text())
+    warnings = {w["task_id"]: " ".join(w["warnings"]) for w in report["warnings"]}
+    assert "outside the 10-600 s" in warnings[1] and "cuts it at 240 s" in warnings[2]
+    assert report["acestep"]["songs_with_genre"] == 2
+    assert any("genre" in note and "folder scan drops it" in note for note in report["acestep"]["notes"])
+
+
+def test_fields_are_the_acestep_sample_fields():
+    assert FIELDS == ("caption", "bpm", "keyscale", "timesignature", "language", "lyrics", "is_instrumental",
+                      "duration")

@@ -164,13 +164,17 @@ def test_full_annotation_becomes_sidecar_lyrics_manifest_index_dataset_and_repor
     assert side["provenance"] == {"task_id": 1, "source": "annotation", "annotation_id": 11, "annotator": 1,
                                   "updated_at": STAMP, "audio": upload(".flac", song_files), "ground_truth": False}
 
-    assert (ds / "song.lyrics.txt").read_text(encoding="utf-8") == (
+    assert (ds / "song.txt").read_text(encoding="utf-8") == (  # <stem>.txt: every ACE-Step release reads it
         "[Verse]\nMorning light\n\n[Chorus]\nOh we rise\n(rise up)\n")
+    assert not (ds / "song.lyrics.txt").exists()
+    # the early release reads caption, BPM and key only from a CSV in its column format
+    assert (ds / "acestep_metadata.csv").read_text(encoding="utf-8") == (
+        '"File","BPM","Key","Caption"\n' f'"song.flac","120","G major","{side["caption"]}"\n')
 
     rows = [json.loads(line) for line in (out / "annotations_manifest.jsonl").read_text().splitlines()]
     assert rows == [{"task_id": 1, "annotation_id": 11, "prediction_id": None, "source": "annotation",
                      "audio_path": "dataset/song.flac", "sidecar_path": "dataset/song.json",
-                     "lyrics_path": "dataset/song.lyrics.txt", "caption": side["caption"],
+                     "lyrics_path": "dataset/song.txt", "caption": side["caption"],
                      "duration": side["duration"], "bpm": 120, "keyscale": "G major", "timesignature": "4",
                      "language": "en"}]
     index = read_json(out / "annotations_index.json")
@@ -229,11 +233,38 @@ def test_lyrics_song_level_wins_and_instrumental_is_marked(tmp_path, media, song
     convert(Options(write_export(tmp_path / "e.json", tasks), tmp_path / "out", MediaSource(media_root=media)),
             say=lambda _: None)
     ds = tmp_path / "out" / "dataset"
-    assert (ds / "song.lyrics.txt").read_text() == "[Verse]\nTyped by hand\n"
-    # the second task's file is also called song.* : it gets its own stem
-    assert (ds / "song-2.lyrics.txt").read_text() == "[Instrumental]\n"
+    assert (ds / "song.txt").read_text() == "[Verse]\nTyped by hand\n"
+    # the second task's file is also called song.* : it gets its own stem. Nobody said whether it has vocals:
+    # no lyrics file (ACE-Step supplies [Instrumental]), and "unknown", reported, never "instrumental"
+    assert not (ds / "song-2.txt").exists() and not (ds / "song-2.lyrics.txt").exists()
     side = read_json(ds / "song-2.json")
-    assert side["language"] == "instrumental" and side["is_instrumental"] is True
+    assert "language" not in side and side["vocal_language"] == "unknown" and side["is_instrumental"] is None
+    warnings = {w["task_id"]: " ".join(w["warnings"]) for w in
+                read_json(tmp_path / "out" / "conversion_report.json")["warnings"]}
+    assert "vocals unknown" in warnings[2] and 1 not in warnings
+
+
+def test_instrumental_gets_no_lyrics_file_and_a_vocal_song_without_lyrics_is_reported(tmp_path, media,
+                                                                                       song_files):
+    tasks = [task(1, upload(".wav", song_files), [annotation(1, [text("caption", "x"),
+                                                                 choice("vocal_language", "instrumental")])]),
+             task(2, upload(".flac", song_files), [annotation(2, [text("caption", "y"), choice("vocal_language", "de"),
+                                                                  text("vocal_characteristics", "raspy tenor")])])]
+    convert(Options(write_export(tmp_path / "e.json", tasks), tmp_path / "out", MediaSource(media_root=media)),
+            say=lambda _: None)
+    ds = tmp_path / "out" / "dataset"
+    assert sorted(p.name for p in ds.iterdir()) == ["acestep_metadata.csv", "song-2.flac", "song-2.json",
+                                                    "song.json", "song.wav"]
+    inst, vocal = read_json(ds / "song.json"), read_json(ds / "song-2.json")
+    # ACE-Step's folder scan: no lyrics file and no "language" keep a song instrumental
+    assert "language" not in inst and inst["vocal_language"] == "instrumental" and inst["is_instrumental"] is True
+    assert vocal["language"] == "de" and vocal["is_instrumental"] is False and vocal["lyrics"] == "[Instrumental]"
+    report = read_json(tmp_path / "out" / "conversion_report.json")
+    warnings = {w["task_id"]: " ".join(w["warnings"]) for w in report["warnings"]}
+    assert "vocal language 'de'" in warnings[2] and "raspy tenor" in warnings[2] and 1 not in warnings
+    samples = {s["filename"]: s for s in read_json(tmp_path / "out" / "acestep_dataset.json")["samples"]}
+    assert samples["song.wav"]["is_instrumental"] is True and samples["song.wav"]["language"] == "unknown"
+    assert samples["song-2.flac"]["is_instrumental"] is False and samples["song-2.flac"]["raw_lyrics"] == ""
 
 
 # --- which annotation ------------------------------------------------------------------------------------------
@@ -307,7 +338,8 @@ def test_bpm_out_of_range_and_unknown_values_are_dropped_with_warnings(tmp_path,
     assert summary.exit_code == 0 and summary.with_warnings == 1
     side = read_json(tmp_path / "out" / "dataset" / "song.json")
     assert "bpm" not in side and "keyscale" not in side and "timesignature" not in side
-    assert side["language"] == "instrumental"  # no words, no language: instrumental
+    # no words, no language: vocals unknown (never "instrumental" just because nothing was filled in)
+    assert "language" not in side and side["vocal_language"] == "unknown" and side["is_instrumental"] is None
     warnings = read_json(tmp_path / "out" / "conversion_report.json")["warnings"][0]["warnings"]
     assert any("bpm '500" in w and "dropped" in w for w in warnings)
     assert any("'H dorian' not understood" in w for w in warnings)
@@ -422,9 +454,8 @@ def test_unicode_percent_encoded_names_and_clashing_stems(tmp_path, song_files):
     for _ in range(2):  # a re-run gives the same stems
         convert(Options(export, tmp_path / "out", MediaSource(media_root=tmp_path / "media")), say=lambda _: None)
         names = sorted(p.name for p in (tmp_path / "out" / "dataset").iterdir())
-        assert names == sorted(["café noir.wav", "café noir.json", "café noir.lyrics.txt",
-                                "café noir-21.wav", "café noir-21.json", "café noir-21.lyrics.txt",
-                                "日本の歌.flac", "日本の歌.json", "日本の歌.lyrics.txt"])
+        assert names == sorted(["café noir.wav", "café noir.json", "café noir-21.wav", "café noir-21.json",
+                                "日本の歌.flac", "日本の歌.json", "acestep_metadata.csv"])
     assert read_json(tmp_path / "out" / "dataset" / "café noir-21.json")["caption"] == "b"
 
 
@@ -461,10 +492,10 @@ def test_rerun_is_idempotent_and_hand_edits_survive_until_force(tmp_path, media,
 def test_a_file_we_never_wrote_is_not_overwritten(tmp_path, media, song_files):
     ds = tmp_path / "out" / "dataset"
     ds.mkdir(parents=True)
-    (ds / "song.lyrics.txt").write_text("my own lyrics\n")
+    (ds / "song.txt").write_text("my own lyrics\n")
     export = write_export(tmp_path / "e.json", [task(1, upload(".wav", song_files), [annotation(1, FULL_RESULT)])])
     code, _ = run_cli(export, "--out", tmp_path / "out", "--media-root", media)
-    assert code == 1 and (ds / "song.lyrics.txt").read_text() == "my own lyrics\n"
+    assert code == 1 and (ds / "song.txt").read_text() == "my own lyrics\n"
     assert (ds / "song.json").exists()
 
 
