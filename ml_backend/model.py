@@ -59,6 +59,9 @@ def version_parameters(settings, prompt: str) -> dict:
             from ml_backend.describe.prompt import packed_prompt
 
             params.update(pack_windows=True, packed_prompt=packed_prompt(settings))
+    from ml_backend.lyrics import lyrics_parameters
+
+    params.update(lyrics_parameters(settings))  # nothing with LYRICS_ENGINE=none
     return params
 
 
@@ -102,6 +105,8 @@ class SongJob:
     regions: list = field(default_factory=list)  # list[analysis.Section]
     windows: list = field(default_factory=list)  # list[windows.Window]
     requests: list = field(default_factory=list)  # list[engines.WindowRequest], same order as windows
+    audio: object = None  # the decoded song (16 kHz) while the lyrics stage needs it; None with lyrics off
+    transcript: object = None  # lyrics.types.Transcript, None with lyrics off
 
 
 @dataclass
@@ -136,6 +141,9 @@ class SongModel:
         self._version = compute_model_version(settings, self.prompt)
         self.cache = PredictionCache(settings.model_dir)
         self.stats = ModelStats()
+        from ml_backend.lyrics.stage import LyricsStage
+
+        self.lyrics = LyricsStage(settings)  # the lyrics engine, loaded on first use like the description engine
         self._engine = None
         self.load_error = ""  # why the engine could not be created, until it can
         self._load_lock = threading.Lock()
@@ -177,6 +185,7 @@ class SongModel:
 
         warm_up()
         _ = self.engine
+        self.lyrics.load()
 
     # --- the request -----------------------------------------------------------------------------------------
 
@@ -241,6 +250,8 @@ class SongModel:
             return
         engine = self._engine_or_none()
         descriptions = self._describe(engine, [r for job in jobs for r in job.requests])
+        for job, transcript in zip(jobs, self.lyrics.transcribe([job.audio for job in jobs])):
+            job.transcript = transcript
         offset = 0
         for job in jobs:
             count = len(job.requests)
@@ -254,11 +265,13 @@ class SongModel:
                 log.exception("task %s: could not assemble the prediction", job.task_id)
                 results[job.index] = self._failed(job.task_id, f"{type(exc).__name__}: {exc}")
                 continue
-            if all(d.ok for d in job_descriptions):  # a degraded song (model failure) is predicted again next time
+            degraded = (not all(d.ok for d in job_descriptions)
+                        or (job.transcript is not None and not job.transcript.ok))
+            if not degraded:  # a degraded song (model failure) is predicted again next time
                 self.cache.put(job.key, prediction)
             results[job.index] = TaskResult(prediction)
             self.stats.predictions += 1
-            job.requests = []  # let the decoded audio go
+            job.requests, job.audio = [], None  # let the decoded audio go
 
     def _failed(self, task_id, cause: str) -> TaskResult:
         """Log why a task gets no prediction (naming the task once) and return its empty prediction with the
@@ -341,7 +354,8 @@ class SongModel:
         ]
         kept = [(w, r) for w, r in zip(windows, requests) if r.audio.size > 0]
         return SongJob(index=index, task_id=task_id, key=key, analysis=analysis, regions=regions,
-                       windows=[w for w, _ in kept], requests=[r for _, r in kept])
+                       windows=[w for w, _ in kept], requests=[r for _, r in kept],
+                       audio=y if self.lyrics.enabled else None)
 
     def _engine_or_none(self):
         """The engine, or None when it cannot be created (the cause is logged and shown by /health): songs then
@@ -395,6 +409,7 @@ class SongModel:
         with self._run_lock:  # song_caption falls back to a caption built from the windows; it never raises
             caption = song_caption(engine, descriptions, job.analysis)
         song = build_song(job.analysis, plans, fallback_labels, allowed, caption or "")
+        self.lyrics.apply(song, job.transcript, plans)  # region lyrics, song lyrics, vocal language
         missing = [d for d in descriptions if not d.ok]
         if missing:  # reported, not filled in: the region keeps its analysis label and gets no model text
             log.warning("task %s: %d of %d region parts not described (first: %s)", job.task_id, len(missing),

@@ -89,17 +89,22 @@ def drop_bad_segments(words: list[Word], segments: list[Segment], limits: GuardS
 
 
 def drop_stock_phrases(words: list[Word]) -> tuple[list[Word], list]:
-    """``words`` without the runs (up to 6 words) that spell one of STOCK_PHRASES, and the dropped ones."""
-    keys = [re.sub(r"[^\w.]+", "", w.text.lower()) for w in words]
+    """``words`` without the runs that spell one of STOCK_PHRASES (case and punctuation aside; a phrase with a
+    dot, a web address, is found inside a single word), and the dropped ones."""
+    keys = [re.sub(r"[^\w.]+", "", w.text.lower()).strip(".") for w in words]
     remove: set[int] = set()
     for phrase in STOCK_PHRASES:
+        if "." in phrase:
+            remove.update(i for i, w in enumerate(words) if phrase in w.text.lower())
+            continue
         target = phrase.replace(" ", "")
         for i in range(len(words)):
             joined = ""
-            for j in range(i, min(len(words), i + 6)):
+            for j in range(i, len(words)):
                 joined += keys[j]
-                if target in joined:
+                if joined == target:
                     remove.update(range(i, j + 1))
+                if not target.startswith(joined):
                     break
     return ([w for i, w in enumerate(words) if i not in remove],
             [(w, "a stock phrase, not lyrics") for i, w in enumerate(words) if i in remove])
