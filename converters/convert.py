@@ -518,29 +518,32 @@ def convert(options: Options, say=None, progress_factory=None) -> Summary:
     run = Run(options, say)
     update = progress_factory(export.stat().st_size) if progress_factory else None
     try:
-        for index, task in enumerate(iter_tasks(export, progress=update)):
-            if not run.started and not _started(run, out):
-                return run.summary
-            try:
-                run.task(index, task)
-            except _DryDownload as exc:
-                run.say(f"task {task_id(task)}: would download {exc}")
-                run.summary.converted += 1
-            if run.summary.stopped:
-                break
+        try:
+            _run_tasks(run, iter_tasks(export, progress=update), out)
+            if not run.started and not run.summary.fatal:
+                say(f"{export} holds no tasks; nothing to convert")
+        except ExportError as exc:  # cut off or unreadable part-way: what was converted is still finished below
+            run.summary.fatal = str(exc)
         if run.started:
             run.finish()  # still holding the folder's lock
-            _say_stop(run.summary, say)
-        elif not run.summary.fatal:
-            say(f"{export} holds no tasks; nothing to convert")
-    except ExportError as exc:
-        run.summary.fatal = str(exc)
-        if run.started:
-            run.finish()
             _say_stop(run.summary, say)
     finally:
         run.close()
     return run.summary
+
+
+def _run_tasks(run: Run, tasks, out: Path) -> None:
+    """Convert task after task until the export ends, the run stops, or the output folder proves unusable."""
+    for index, task in enumerate(tasks):
+        if not run.started and not _started(run, out):
+            return
+        try:
+            run.task(index, task)
+        except _DryDownload as exc:
+            run.say(f"task {task_id(task)}: would download {exc}")
+            run.summary.converted += 1
+        if run.summary.stopped:
+            return
 
 
 def _started(run: Run, out: Path) -> bool:
