@@ -337,7 +337,7 @@ class SongModel:
         from ml_backend.describe.windows import plan_regions, plan_windows
 
         try:
-            y = load_audio(path, sr=MODEL_SR)
+            y = load_audio(path, sr=MODEL_SR, max_seconds=self.settings.max_audio_seconds)
         except AudioError as exc:
             raise TaskError(str(exc)) from None
         if y.size == 0:

@@ -116,7 +116,8 @@ def test_bad_tasks_do_not_cost_the_good_ones(tmp_path, bad_media, slow_server, c
 def test_hour_long_file(tmp_path, song_files):
     root = tmp_path / "documents"
     long_file = music.make_long(root / "songs", song_files[".wav"], hours=1.0, suffix=".flac")
-    settings = Settings(engine="dsp", model_dir=tmp_path / "model_dir", local_files_document_root=str(root))
+    settings = Settings(engine="dsp", model_dir=tmp_path / "model_dir", local_files_document_root=str(root),
+                        max_audio_seconds=7200)  # the file is an hour plus part of a repeat
     client = create_app(settings).test_client()
     response = client.post("/predict", json=predict_body([ls_task(9, local_ref(long_file.name))]))
     prediction = response.get_json()["results"][0]

@@ -160,7 +160,7 @@ import json, resource, sys
 import numpy, soundfile, soxr
 from ml_backend.analysis.audio import load_audio
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-y = load_audio(sys.argv[1])
+y = load_audio(sys.argv[1], max_seconds=7200)  # the test file is an hour plus part of a repeat
 peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 stats = {"seconds": len(y) / 16000, "output_kb": y.nbytes / 1024, "growth_kb": peak - before}
 if sys.argv[2] == "analyze":
@@ -199,3 +199,71 @@ def test_an_hour_long_file_stays_within_bounded_memory(long_files, suffix, then)
         assert stats["bpm"] == pytest.approx(music.FORMAT_SET_SPEC.tempo, rel=0.02)
         assert stats["keyscale"] == music.FORMAT_SET_SPEC.keyscale
         assert stats["sections"] > 100  # the 22 s song repeated, with its silent tail, about 160 times
+
+
+# --- decompression bombs: the length is checked before decoding, and a lying header cannot grow the buffer -------
+
+_BOMB = """
+import json, resource, sys
+from ml_backend.analysis.audio import AudioError, load_audio
+try:
+    load_audio(sys.argv[1], max_seconds=float(sys.argv[2]))
+    message = ""
+except AudioError as exc:
+    message = str(exc)
+print(json.dumps({"message": message, "peak_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}))
+"""
+
+
+@pytest.fixture(scope="module")
+def bombs(tmp_path_factory) -> dict[str, Path]:
+    """12 hours of 8 kHz silence as FLAC (8 MB): with its length in the header, and streamed (no length)."""
+    folder = tmp_path_factory.mktemp("bomb")
+    source = ["ffmpeg", "-nostdin", "-loglevel", "error", "-f", "lavfi", "-i", "anullsrc=r=8000:cl=mono",
+              "-t", "43200", "-c:a", "flac"]
+    honest, liar = folder / "s.flac", folder / "streamed.flac"
+    subprocess.run(source + [str(honest)], check=True)
+    with open(liar, "wb") as out:  # written to a pipe, the encoder cannot go back to fill in the length
+        subprocess.run(source + ["-f", "flac", "pipe:1"], stdout=out, check=True)
+    return {"honest": honest, "liar": liar}
+
+
+@pytest.mark.parametrize("kind, expected", [("honest", "720.0 min long"), ("liar", "did not say so")])
+def test_twelve_hour_silence_is_refused_with_bounded_memory(bombs, kind, expected):
+    """Peak RSS of a fresh process decoding the bomb (default limit, one hour) stays far below the 8.3 GB that
+    decoding it whole took; the message names the file and the limit."""
+    proc = subprocess.run([sys.executable, "-c", _BOMB, str(bombs[kind]), "3600"], capture_output=True, text=True,
+                          cwd=Path(__file__).resolve().parents[1], env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert proc.returncode == 0, proc.stderr
+    stats = json.loads(proc.stdout.strip().splitlines()[-1])
+    print(f"{kind}: peak RSS {stats['peak_kb'] / 1024:.0f} MB: {stats['message']}")
+    assert expected in stats["message"] and "MAX_AUDIO_SECONDS" in stats["message"]
+    assert bombs[kind].name in stats["message"]
+    assert stats["peak_kb"] < 600 * 1024
+
+
+def test_a_stream_without_a_length_in_its_header_still_decodes(tmp_path, song_files):
+    """A short FLAC whose header gives no length (encoded to a pipe) is not mistaken for a bomb."""
+    streamed = tmp_path / "streamed.flac"
+    with open(streamed, "wb") as out:
+        subprocess.run(["ffmpeg", "-nostdin", "-loglevel", "error", "-i", str(song_files[".wav"]), "-c:a", "flac",
+                        "-f", "flac", "pipe:1"], stdout=out, check=True)
+    assert sf.info(str(streamed)).frames >= audio.UNKNOWN_FRAMES or sf.info(str(streamed)).frames == 0
+    y = load_audio(streamed)
+    assert len(y) == pytest.approx(len(load_audio(song_files[".wav"])), abs=MODEL_SR * 0.05)
+    with pytest.raises(AudioError, match="did not say so"):
+        load_audio(streamed, max_seconds=5)
+
+
+def test_a_header_that_understates_the_length_is_cut_at_what_it_declared(tmp_path, song_files):
+    """A WAV whose data chunk claims 1 s while 20 s follow: only the declared second is decoded."""
+    data, sr = sf.read(str(song_files[".wav"]), dtype="int16")
+    wav = tmp_path / "short-header.wav"
+    sf.write(str(wav), data, sr, subtype="PCM_16")
+    raw = bytearray(wav.read_bytes())
+    channels = data.shape[1] if data.ndim > 1 else 1
+    position = raw.index(b"data") + 4
+    raw[position:position + 4] = (sr * channels * 2).to_bytes(4, "little")
+    wav.write_bytes(bytes(raw))
+    y = load_audio(wav, max_seconds=3)
+    assert len(y) == pytest.approx(MODEL_SR, abs=MODEL_SR * 0.01)

@@ -5,6 +5,11 @@ MP3, M4A/AAC, Opus and anything soundfile cannot read go through an `ffmpeg` sub
 and resamples (with its soxr resampler) straight to mono float32, streamed into a preallocated array. One hour at
 16 kHz is about 230 MB; nothing else of that size is held.
 
+Files are untrusted (8 MB of FLAC can hold 12 hours of silence): the length is read from the header (soundfile) or
+the probe (ffprobe) first and anything over `max_seconds` (MAX_AUDIO_SECONDS) is refused before decoding; a file
+whose header lies or gives no length is decoded into a buffer that never grows past `max_seconds` and is refused
+when the audio goes on beyond it.
+
 Every failure is an AudioError whose message names the file, the cause and what to do.
 """
 
@@ -21,6 +26,9 @@ import numpy as np
 MODEL_SR = 16000  # Hz: Qwen2-Audio's feature extractor refuses any other rate
 BLOCK_FRAMES = 1 << 16  # input frames per soundfile read (about 1.5 s at 44.1 kHz)
 PIPE_BYTES = 1 << 20  # bytes per read from ffmpeg's stdout
+DEFAULT_MAX_SECONDS = 3600.0  # MAX_AUDIO_SECONDS' default: an hour is 230 MB decoded at 16 kHz
+# libsndfile reports INT64_MAX frames (or 0) for a stream whose header does not say its length.
+UNKNOWN_FRAMES = 1 << 62
 
 # Suffixes libsndfile reads natively; everything else is decoded by ffmpeg.
 SOUNDFILE_SUFFIXES = frozenset({".wav", ".wave", ".flac", ".ogg", ".oga", ".aif", ".aiff", ".aifc", ".w64",
@@ -32,11 +40,13 @@ class AudioError(Exception):
     """A file cannot be decoded; the message names the file and what to do."""
 
 
-def load_audio(path: str | Path, sr: int = MODEL_SR, *, max_seconds: float | None = None) -> np.ndarray:
+def load_audio(path: str | Path, sr: int = MODEL_SR, *,
+               max_seconds: float | None = DEFAULT_MAX_SECONDS) -> np.ndarray:
     """Decode `path` to a mono float32 array at `sr` Hz (samples in [-1, 1]).
 
-    `max_seconds` refuses longer files before decoding them (None: no limit). Raises AudioError for a missing,
-    empty, corrupt or unsupported file, a file without an audio stream, or a missing ffmpeg."""
+    `max_seconds` refuses longer files, before decoding them when the header or probe tells the length, else as
+    soon as the decoded audio passes it (None: no limit, for trusted files only). Raises AudioError for a
+    missing, empty, corrupt, too long or unsupported file, a file without an audio stream, or a missing ffmpeg."""
     path = Path(path)
     if sr <= 0:
         raise ValueError(f"sample rate must be positive, got {sr}")
@@ -74,8 +84,19 @@ def _check_file(path: Path) -> None:
 
 def _check_length(path: Path, seconds: float, max_seconds: float | None) -> None:
     if max_seconds is not None and seconds > max_seconds:
-        raise AudioError(f"{path}: {seconds / 60:.1f} min long, over the {max_seconds / 60:.1f} min limit; "
-                         "cut the file or raise the limit")
+        raise AudioError(f"{path}: {seconds / 60:.1f} min long, over the {max_seconds / 60:.1f} min limit "
+                         "(MAX_AUDIO_SECONDS); cut the file or raise the limit")
+
+
+def _too_long(path: Path, max_seconds: float) -> AudioError:
+    """The header gave no (or a false) length and the decoded audio passed the limit."""
+    return AudioError(f"{path}: longer than the {max_seconds / 60:.1f} min limit (MAX_AUDIO_SECONDS; the header "
+                      "did not say so); decoding was stopped there. Cut the file or raise the limit")
+
+
+def _limit_samples(sr: int, max_seconds: float | None) -> int | None:
+    """Output samples the limit allows, plus one spare second for header and resampler rounding."""
+    return None if max_seconds is None else int(max_seconds * sr) + sr
 
 
 class _NotForSoundfile(Exception):
@@ -99,6 +120,8 @@ def _load_soundfile(path: Path, sr: int, max_seconds: float | None) -> np.ndarra
         sr_in, frames = f.samplerate, f.frames
         if sr_in <= 0:
             raise AudioError(f"{path}: the header gives sample rate {sr_in}; the file is corrupt, {FORMATS_HINT}")
+        if not 0 < frames < UNKNOWN_FRAMES:
+            raise _NotForSoundfile("the header gives no length")  # ffmpeg's bounded, growing buffer takes it
         _check_length(path, frames / sr_in, max_seconds)
         out = np.empty(_out_frames(frames, sr_in, sr), dtype=np.float32)
         stream = None
@@ -112,6 +135,8 @@ def _load_soundfile(path: Path, sr: int, max_seconds: float | None) -> np.ndarra
                 mono = block.mean(axis=1, dtype=np.float32) if block.shape[1] > 1 else block[:, 0]
                 chunk = stream.resample_chunk(mono, last=False) if stream else mono
                 n = _append(out, n, chunk)
+                if n == len(out):  # the header understated the length: never decode past what it declared
+                    break
         except (sf.LibsndfileError, RuntimeError) as exc:
             # a damaged or truncated stream: ffmpeg resynchronises and keeps what can be decoded
             raise _NotForSoundfile(f"stopped after {n / sr:.1f} s: {exc}") from exc
@@ -185,7 +210,13 @@ def _load_ffmpeg(path: Path, sr: int, max_seconds: float | None) -> np.ndarray:
     seconds, channels = _probe(path)
     if seconds is not None:
         _check_length(path, seconds, max_seconds)
-    capacity = int((seconds if seconds is not None else 600.0) * sr) + sr
+    limit = _limit_samples(sr, max_seconds)
+    if seconds is not None:
+        capacity = int(seconds * sr) + sr
+    else:  # no length: the whole allowance, which costs memory only as it fills (untouched pages are not held)
+        capacity = limit or int(600.0 * sr)
+    if limit is not None:
+        capacity = min(capacity, limit)
     out = np.empty(capacity, dtype=np.float32)
     cmd = [exe, "-nostdin", "-hide_banner", "-loglevel", "error", "-i", str(path), "-map", "0:a:0", "-vn",
            "-af", f"{_mixdown_filter(channels)},aresample={sr}:resampler=soxr", "-ac", "1",
@@ -198,10 +229,10 @@ def _load_ffmpeg(path: Path, sr: int, max_seconds: float | None) -> np.ndarray:
         try:
             while True:
                 if filled == len(out) * 4:  # full: the probed duration was missing or short
-                    if max_seconds is not None and filled / 4 / sr > max_seconds:
-                        raise AudioError(f"{path}: longer than the {max_seconds / 60:.1f} min limit; cut the "
-                                         "file or raise the limit")
-                    out = _grow(out, len(out) + len(out) // 4 + PIPE_BYTES // 4)
+                    if limit is not None and len(out) >= limit:
+                        raise _too_long(path, max_seconds)
+                    size = len(out) + len(out) // 4 + PIPE_BYTES // 4
+                    out = _grow(out, size if limit is None else min(size, limit))
                 view = memoryview(out).cast("B")[filled:filled + PIPE_BYTES]
                 got = proc.stdout.readinto(view)
                 view.release()  # the array must not stay exported, or it cannot be trimmed in place
