@@ -142,8 +142,8 @@ def sidecar_checks(sidecar: dict) -> list[tuple[str, str]]:
     key = sidecar.get("keyscale")
     if key and not (isinstance(key, str) and key in ACESTEP_KEYSCALES):
         hint = normalize_keyscale(key) if isinstance(key, str) else None
-        out.append(("problem", f"keyscale {key!r} is not one of ACE-Step's 70 spellings (note, optional #/b/♯/♭, "
-                               "a space, major/minor)" + (f"; {hint!r} is meant?" if hint else "")))
+        out.append(("problem", f"keyscale {key!r} is misread: not one of ACE-Step's 70 spellings (note, optional "
+                               "#/b/♯/♭, a space, major/minor)" + (f"; {hint!r} is meant?" if hint else "")))
     sig = sidecar.get("timesignature")
     if sig and str(sig) not in ACESTEP_TIME_SIGNATURES:
         hint = normalize_timesignature(sig)
