@@ -33,6 +33,12 @@ def _mmss(seconds) -> str:
     return f"{total // 60}:{total % 60:02d}"
 
 
+def _duration(seconds) -> str:
+    """A long span of seconds as "12 h 05 min" (or "7 min" under an hour)."""
+    minutes = int(round(float(seconds or 0) / 60))
+    return f"{minutes // 60} h {minutes % 60:02d} min" if minutes >= 60 else f"{minutes} min"
+
+
 def _environment():
     from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
@@ -41,6 +47,7 @@ def _environment():
     env.filters["num"] = _number
     env.filters["pct"] = _percent
     env.filters["mmss"] = _mmss
+    env.filters["duration"] = _duration
     return env
 
 
