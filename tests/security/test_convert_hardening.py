@@ -354,3 +354,11 @@ def test_downloaded_audio_replaced_by_a_link_out_of_the_folder_is_fetched_again(
         assert outside.read_bytes() == song_files[".wav"].read_bytes()
     finally:
         server.close()
+
+
+def test_the_summary_names_converted_ids_as_runs():
+    from converters.convert import id_ranges
+
+    assert id_ranges([1, 2, 3, 7, 9, 10]) == "1-3, 7, 9-10"
+    many = id_ranges(list(range(0, 100, 2)), shown=3)  # 50 runs of one id each
+    assert many.startswith("0, 2, 4, ... (47 more runs") and "converted_task_ids" in many
