@@ -5,7 +5,6 @@ and whole songs through SongModel (words at region edges, pauses, language, hall
 from __future__ import annotations
 
 import io
-import shutil
 
 import numpy as np
 import pytest
@@ -131,20 +130,12 @@ def test_settings_choose_the_engine():
 
 # --- whole songs through SongModel --------------------------------------------------------------------------
 
-VERSE = "hello my darling, I have been waiting for you all night long"
-CHORUS = "walking in the rain tonight, singing all the way back home"
+VERSE, CHORUS = voices.VERSE, voices.CHORUS
 
 
 @pytest.fixture(scope="module")
 def documents(tmp_path_factory):
-    """LOCAL_FILES_DOCUMENT_ROOT with songs/voiced.wav (40 s: a voice at 1-5 s and 11-15 s over music, none
-    after 20 s) and songs/instrumental.wav (the same music alone)."""
-    root = tmp_path_factory.mktemp("documents")
-    (root / "songs").mkdir()
-    music = voices.instrumental(root, 40.0)[: 40 * 16000]
-    voices.write(root / "songs" / "voiced.wav", voices.with_voice(music, [(1.0, VERSE), (11.0, CHORUS)]))
-    voices.write(root / "songs" / "instrumental.wav", music)
-    return root
+    return voices.make_documents(tmp_path_factory.mktemp("documents"))
 
 
 def lyrics_settings(root, model_dir, url, **kw) -> Settings:

@@ -61,3 +61,17 @@ def write(path: Path, audio: np.ndarray) -> Path:
     """Save 16 kHz mono audio as a 16-bit WAV file."""
     sf.write(path, audio, SR, subtype="PCM_16")
     return path
+
+
+VERSE = "hello my darling, I have been waiting for you all night long"
+CHORUS = "walking in the rain tonight, singing all the way back home"
+
+
+def make_documents(root: Path) -> Path:
+    """A LOCAL_FILES_DOCUMENT_ROOT with songs/voiced.wav (40 s of music with VERSE spoken at 1 s and CHORUS at
+    11 s, no voice after 20 s) and songs/instrumental.wav (the same music alone); returns ``root``."""
+    (root / "songs").mkdir(parents=True, exist_ok=True)
+    music = instrumental(root, 40.0)[: 40 * SR]
+    write(root / "songs" / "voiced.wav", with_voice(music, [(1.0, VERSE), (11.0, CHORUS)]))
+    write(root / "songs" / "instrumental.wav", music)
+    return root
