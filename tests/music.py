@@ -385,22 +385,22 @@ def accuracy_songs() -> list[SongSpec]:
     boundary tolerance is meaningful."""
     return [
         song(120, "C major", "DABAB", bars=4, seed=1),
-        song(96, "A minor", "ABABC", bars=4, seed=2),
+        song(96, "A minor", "ABABE", bars=4, seed=2),
         song(140, "Eb major", "DABAB", bars=(6, 8, 8, 8, 8), seed=3),
-        song(72, "E minor", "ABA", bars=4, seed=4),
+        song(72, "E minor", "ABAB", bars=4, seed=4),
         song(150, "F major", "ABCAB", bars=8, seed=5),
         song(84, "D minor", "ABAB", bars=4, seed=6),
         song(108, "Bb major", "ABABCB", bars=4, seed=7),
         song(160, "F# minor", "DABAB", bars=8, seed=8),
         song(90, "Ab major", "ABAB", bars=6, seed=9, meter=3),
-        song(126, "G minor", "ABAC", bars=(6, 8, 6, 8), seed=10),
+        song(126, "G minor", "ABAE", bars=(6, 8, 6, 8), seed=10),
         song(100, "D major", "DABCB", bars=4, seed=11),
         song(132, "C minor", "ABAB", bars=8, seed=12, meter=3),
         song(104, "E major", "ABAB", bars=10, seed=13, meter=2),  # 2/4
         song(76, "B minor", "ABAB", bars=8, seed=14, meter=6),  # 6/8, tapped in dotted quarters
         song(112, "A major", "ABACB", bars=(4, 4, 4, 6, 4), seed=15, tempos={"C": 84}),  # a slower bridge
         song(92, "G major", "DABABCBE", bars=(2, 4, 4, 4, 4, 4, 4, 2), seed=16, voice=True),  # sung lead
-        song(138, "Bb minor", "DABABE", bars=(4, 8, 8, 8, 8, 4), seed=17, voice=True, meter=6),
+        song(138, "Bb minor", "DABABE", bars=8, seed=17, voice=True, meter=6),
     ]
 
 

@@ -134,7 +134,7 @@ def _sections(spec: str, loud: str = "") -> list[Section]:
 @pytest.mark.parametrize("form, loud, labels", [
     ("ABABCB", "B", ["Verse", "Chorus", "Verse", "Chorus", "Bridge", "Chorus"]),
     ("DABABE", "B", ["Intro", "Verse", "Chorus", "Verse", "Chorus", "Outro"]),
-    ("ABABCB", "A", ["Chorus", "Verse", "Chorus", "Verse", "Bridge", "Verse"]),
+    ("ABABCB", "A", ["Chorus", "Verse", "Chorus", "Verse", "Bridge", "Outro"]),  # ends 8 dB down: an outro
     ("ABCABC", "C", ["Verse", "Pre-Chorus", "Chorus", "Verse", "Pre-Chorus", "Chorus"]),
     ("-ABAB-", "B", ["Silence", "Verse", "Chorus", "Verse", "Chorus", "Silence"]),
     ("ABC", "", ["Intro", "Bridge", "Outro"]),
