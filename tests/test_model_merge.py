@@ -109,3 +109,25 @@ def test_score_is_lowest_where_fields_are_least_sure():
                     ("torn, no tempo", song_score(torn, no_tempo)), ("failed", song_score([failed()], sure))],
                    key=lambda item: item[1])
     assert [name for name, _ in order] == ["failed", "torn, no tempo", "torn", "agreeing"]
+
+
+def test_repeated_regions_share_the_label_most_of_their_windows_gave():
+    """The label rule: Silence from the analysis wins; regions sharing a letter get their windows' majority label;
+    a letter the model gave no label keeps the analysis' label."""
+    analysis = an_analysis(sections=[])
+    plans = [
+        RegionPlan(0.0, 10.0, "A", [described(section_label="Verse")]),
+        RegionPlan(10.0, 20.0, "B", [described(section_label="Chorus"), described(section_label="Chorus")]),
+        RegionPlan(20.0, 30.0, "A", [described(section_label="Verse"), described(section_label="Bridge")]),
+        RegionPlan(30.0, 40.0, "B", [described(section_label="Verse")]),  # outvoted by its letter's windows
+        RegionPlan(40.0, 50.0, "C", [failed()]),
+        RegionPlan(50.0, 55.0, "A", [described(section_label="Chorus")], sure_label="Silence"),
+    ]
+    song = build_song(analysis, plans, ["Intro", "Verse", "Verse", "Chorus", "Outro", "Silence"],
+                      LABELS + ("Silence", "Outro"), "")
+    assert [r.section_label for r in song.regions] == ["Verse", "Chorus", "Verse", "Chorus", "Outro", "Silence"]
+
+
+def test_an_unsure_time_signature_is_left_empty():
+    assert build_song(an_analysis(timesignature_confident=False), [], [], LABELS, "").timesignature == ""
+    assert build_song(an_analysis(timesignature="6"), [], [], LABELS, "").timesignature == "6"

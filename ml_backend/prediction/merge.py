@@ -117,15 +117,21 @@ def build_song(analysis, regions: list[RegionPlan], fallback_labels: list[str],
                allowed_labels: tuple[str, ...] | list[str], caption: str) -> SongAnnotation:
     """Assemble the SongAnnotation of one song.
 
-    A region's label is the one the analysis is sure of, else the model's majority, else ``fallback_labels``
-    (one per region, from the repetition letters); all mapped onto ``allowed_labels``, the config's label set.
-    ``caption`` is the song caption already written."""
+    The label rule (docs/analysis.md): Silence from the analysis wins; otherwise regions that repeat (share a
+    letter) get one label, the one most of their windows gave, and where the model gave none the analysis' label
+    from repetition and energy (``fallback_labels``, one per region); all mapped onto ``allowed_labels``, the
+    config's label set. The time signature is only given when the analysis is sure of it. ``caption`` is the song
+    caption already written."""
     all_descriptions = [d for r in regions for d in r.descriptions]
     described = [d for d in all_descriptions if d.ok]
+    by_letter: dict[str, list] = {}
+    for plan in regions:
+        if plan.letter and not plan.sure_label:
+            by_letter.setdefault(plan.letter, []).extend(plan.descriptions)
     song_regions = []
     for index, plan in enumerate(regions):
         label = normalize_section_label(plan.sure_label, allowed_labels) if plan.sure_label else ""
-        label = label or region_label(plan.descriptions, allowed_labels)
+        label = label or region_label(by_letter.get(plan.letter) or plan.descriptions, allowed_labels)
         if not label and index < len(fallback_labels):
             label = normalize_section_label(fallback_labels[index], allowed_labels) or ""
         song_regions.append(Region(
@@ -141,7 +147,8 @@ def build_song(analysis, regions: list[RegionPlan], fallback_labels: list[str],
         mix_notes=top_items([d.mix_notes for d in described], MAX_LIST_ITEMS),
         bpm=normalize_bpm(analysis.bpm),
         keyscale=normalize_keyscale(analysis.keyscale) or "",
-        timesignature=normalize_timesignature(analysis.timesignature) or "",
+        timesignature=(normalize_timesignature(analysis.timesignature) or "") if analysis.timesignature_confident
+        else "",
         language=majority_language(described),
         duration=float(analysis.duration),
         regions=song_regions,
