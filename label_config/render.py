@@ -70,6 +70,8 @@ def render_config(section_labels: tuple[str, ...] | list[str] = SECTION_LABELS, 
         f"      <Choice value=\"{code}\" hint={quoteattr(name)}/>" for code, name in LANGUAGE_NAMES.items()
     )
     nl = "\n"
+    # The long lists are dropdowns (layout="select"). Never add showInline to them: Label Studio's editor lets
+    # showInline override layout (1.23), which turns them back into rows of checkboxes.
     return f"""<View>
   <Header value="Song structure: drag on the waveform to add a section, then describe it"/>
   <Audio name="{n.AUDIO}" value="{n.AUDIO_VALUE}" zoom="true" hotkey="space" waveheight="120" height="160"/>
@@ -85,7 +87,7 @@ def render_config(section_labels: tuple[str, ...] | list[str] = SECTION_LABELS, 
     <Header value="Tempo (BPM, {BPM_MIN} to {BPM_MAX})"/>
     <Number name="{n.BPM}" toName="{n.AUDIO}" min="{BPM_MIN}" max="{BPM_MAX}" step="1"/>
     <Header value="Key"/>
-    <Choices name="{n.KEYSCALE}" toName="{n.AUDIO}" choice="single" showInline="true" layout="select">
+    <Choices name="{n.KEYSCALE}" toName="{n.AUDIO}" choice="single" layout="select">
 {keys}
     </Choices>
     <Header value="Time signature (beats per bar)"/>
@@ -93,7 +95,7 @@ def render_config(section_labels: tuple[str, ...] | list[str] = SECTION_LABELS, 
 {sigs}
     </Choices>
     <Header value="Vocal language"/>
-    <Choices name="{n.VOCAL_LANGUAGE}" toName="{n.AUDIO}" choice="single" showInline="true" layout="select">
+    <Choices name="{n.VOCAL_LANGUAGE}" toName="{n.AUDIO}" choice="single" layout="select">
 {langs}
     </Choices>
   </View>

@@ -22,6 +22,18 @@ def test_shipped_file_is_the_rendered_default():
     assert shipped_config() == render_config()
 
 
+@pytest.mark.parametrize("minimal", [False, True])
+def test_long_choice_lists_are_dropdowns(minimal):
+    """The 24 keys and the languages are one dropdown each, not rows of checkboxes. Label Studio's editor (1.23)
+    lets showInline override layout, so the two must not carry it; the four time signatures stay inline."""
+    import xml.etree.ElementTree as ET
+
+    choices = {c.get("name"): c.attrib for c in ET.fromstring(render_config(minimal=minimal)).iter("Choices")}
+    for name in (n.KEYSCALE, n.VOCAL_LANGUAGE):
+        assert choices[name].get("layout") == "select" and "showInline" not in choices[name], choices[name]
+    assert choices[n.TIMESIGNATURE].get("showInline") == "true" and "layout" not in choices[n.TIMESIGNATURE]
+
+
 def test_shipped_config_has_every_contract_name():
     li, controls = _controls(shipped_config())
     assert [o.name for o in li.objects] == [n.AUDIO]

@@ -63,6 +63,21 @@ def project_tasks(client, project_id: int) -> list[dict]:
     return out
 
 
+def run_settings(settings, requested_engine: str, ls_url: str, ls_token: str, environ=os.environ):
+    """(settings, why): the backend's settings for this run. The engine is chosen as ``ls-acestep up`` chooses it
+    (``requested_engine`` unless "auto"; then ENGINE when set, else transformers with a GPU and dsp without), so a
+    machine without a GPU does not try to download a 7B model; ``why`` says how it was chosen. The prediction cache
+    is MODEL_DIR when set, else the model_dir of ``up``'s per-user data folder (never ./model_dir of whatever
+    folder the command runs in). Media downloads and posts go to this run's Label Studio, whatever the environment
+    says."""
+    from ml_backend.studio.up import choose_engine, default_data_dir
+
+    engine, why = choose_engine(requested_engine)
+    model_dir = settings.model_dir if environ.get("MODEL_DIR", "").strip() else default_data_dir() / "model_dir"
+    return dataclasses.replace(settings, engine=engine, model_dir=model_dir, label_studio_url=ls_url,
+                               label_studio_api_key=ls_token), why
+
+
 def _fail(message: str) -> click.ClickException:
     return click.ClickException(message)
 
@@ -174,12 +189,16 @@ class _Interrupted(Exception):
               help="Tasks in flight: downloads and analysis overlap with the model, which runs one batch at a "
                    "time.")
 @click.option("--limit", type=click.IntRange(1), default=None, help="Predict at most this many tasks (a sample).")
+@click.option("--engine", type=click.Choice(["auto", "transformers", "openai", "dsp"]), default="auto",
+              show_default=True, help="auto: $ENGINE when set, else transformers with a GPU and dsp without (as "
+                                      "`ls-acestep up` chooses).")
 def preannotate_command(ls_url: str, ls_token: str, project_id: int, only_missing: bool, concurrency: int,
-                        limit: int | None) -> None:
+                        limit: int | None, engine: str) -> None:
     """Pre-annotate every task of a Label Studio project with the backend's pipeline, in this process.
 
-    The engine and its options come from the same environment variables as the backend (ENGINE, MODEL_ID, ...;
-    see the README). Predictions are posted one by one; after Ctrl-C, run the same command again to continue.
+    The engine's options come from the same environment variables as the backend (MODEL_ID, ...; see
+    docs/backend.md). Predictions are cached in MODEL_DIR, by default in the folder `ls-acestep up` uses, and
+    posted one by one; after Ctrl-C, run the same command again to continue.
     Exit status: 0 all done, 1 some tasks failed, 130 interrupted.
     """
     import logging
@@ -194,16 +213,16 @@ def preannotate_command(ls_url: str, ls_token: str, project_id: int, only_missin
     try:
         settings = Settings.from_env()
     except SettingsError as exc:
-        raise _fail(f"{exc} (see the settings table in the README)") from None
-    # the media download and posting use this run's Label Studio, whatever the environment says
-    settings = dataclasses.replace(settings, label_studio_url=ls_url, label_studio_api_key=ls_token)
+        raise _fail(f"{exc} (see the settings table in docs/backend.md)") from None
+    settings, why = run_settings(settings, engine, ls_url, ls_token)
     client, label_config = _connect(ls_url, ls_token, project_id)
     model = get_model(settings)
     version = model.model_version()
     tasks = project_tasks(client, project_id)
     todo, skipped = select_tasks(tasks, version, only_missing, limit)
     click.echo(f"project {project_id}: {len(tasks)} task(s), {skipped} already have a {version} prediction, "
-               f"{len(todo)} to predict (engine {settings.engine}, {concurrency} in flight)", err=True)
+               f"{len(todo)} to predict (ENGINE={settings.engine}: {why}; {concurrency} in flight; cache in "
+               f"{settings.model_dir})", err=True)
     if not todo:
         click.echo(RunSummary(tasks=len(tasks), skipped=skipped).line(project_id, version))
         return

@@ -25,6 +25,8 @@ PROJECT_TITLE = "Songs (ls-acestep)"
 USERNAME = "admin@localhost"
 STATE_FILE = "up.json"
 LS_REQUIREMENT = "label-studio==1.23.*"
+# Where earlier versions kept everything: in the folder `up` was started from. Still used when it holds a login.
+OLD_DATA_DIR = Path("ls-acestep-data")
 LS_START_TIMEOUT = 600.0  # seconds; the first start creates the database (about a minute, more on a busy machine)
 BACKEND_START_TIMEOUT = 1800.0  # the backend answers once its model is loaded (a 7B download takes a while)
 
@@ -51,7 +53,7 @@ def load_state(path: Path) -> UpState:
         except (ValueError, TypeError) as exc:
             raise UpError(f"{path} is damaged ({exc}); delete it to start with a new login (the Label Studio "
                           "data stays)") from None
-    # letters and digits only: a password starting with "-" would read as an option on label-studio's command line
+    # letters and digits only: easy to copy from the terminal into the login form
     password = "".join(secrets.choice(string.ascii_letters + string.digits) for _ in range(16))
     return UpState(username=USERNAME, password=password, token=secrets.token_hex(20))
 
@@ -61,6 +63,18 @@ def save_state(path: Path, state: UpState) -> None:
     from ls_acestep.files import atomic_write
 
     atomic_write(path, json.dumps(asdict(state), indent=2).encode(), mode=0o600)
+
+
+def default_data_dir() -> Path:
+    """The data folder of ``up`` (and of ``preannotate``'s prediction cache) when none is given: the user's own
+    (``~/.local/share/ls-acestep`` on Linux, via platformdirs), so that both commands share one Label Studio and
+    one cache from whatever folder they are started. A ./ls-acestep-data with a login in it, left by earlier
+    versions, is used instead so that nothing set up there is lost."""
+    if (OLD_DATA_DIR / STATE_FILE).is_file():
+        return OLD_DATA_DIR
+    import platformdirs
+
+    return Path(platformdirs.user_data_dir("ls-acestep", appauthor=False))
 
 
 def choose_engine(requested: str) -> tuple[str, str]:
@@ -239,15 +253,27 @@ class Layout:
         return self.root / "logs"
 
 
+def label_studio_command(exe: Path, layout: Layout, host: str, port: int) -> list[str]:
+    """Label Studio's command line. It holds no secret: every user of the machine can read it (ps, /proc)."""
+    return [str(exe), "start", "--no-browser", "--internal-host", host, "--port", str(port),
+            "--data-dir", str(layout.label_studio), "--enable-legacy-api-token"]
+
+
+def login_env(state: UpState) -> dict:
+    """The login for Label Studio's first start, in the variables it reads when its command line has none
+    (label_studio/server.py: USERNAME, PASSWORD, USER_TOKEN, each with the LABEL_STUDIO_ prefix). A process's
+    environment is readable only by its owner."""
+    return {"LABEL_STUDIO_USERNAME": state.username, "LABEL_STUDIO_PASSWORD": state.password,
+            "LABEL_STUDIO_USER_TOKEN": state.token}
+
+
 def start_label_studio(exe: Path, layout: Layout, state: UpState, host: str, port: int) -> Child:
     """Start Label Studio with the saved login and a legacy API token, and wait until its API answers."""
     import requests
 
-    child = start_child("Label Studio", [
-        str(exe), "start", "--no-browser", "--internal-host", host, "--port", str(port),
-        "--data-dir", str(layout.label_studio), "--username", state.username, "--password", state.password,
-        "--user-token", state.token, "--enable-legacy-api-token"],
-        label_studio_env(layout.files), layout.logs / "label-studio.log", layout.root)
+    child = start_child("Label Studio", label_studio_command(exe, layout, host, port),
+                        {**label_studio_env(layout.files), **login_env(state)}, layout.logs / "label-studio.log",
+                        layout.root)
     url, headers = f"http://127.0.0.1:{port}/api/projects", {"Authorization": f"Token {state.token}"}
     wait_for(lambda: requests.get(url, headers=headers, timeout=5).status_code == 200, child, LS_START_TIMEOUT,
              "starting Label Studio")
@@ -299,9 +325,10 @@ def stop_all(children: list[Child]) -> None:
 
 
 @click.command("up")
-@click.option("--data-dir", type=click.Path(path_type=Path, file_okay=False), default=Path("ls-acestep-data"),
-              show_default=True, help="Everything lives here: Label Studio's data, the backend's MODEL_DIR, logs, "
-                                      "the login. A second run reuses it.")
+@click.option("--data-dir", type=click.Path(path_type=Path, file_okay=False), default=None,
+              help="Everything lives here: Label Studio's data, the backend's MODEL_DIR, logs, the login. A second "
+                   "run reuses it. [default: ~/.local/share/ls-acestep, or ./ls-acestep-data when it holds a "
+                   "login from an earlier version]")
 @click.option("--host", default="127.0.0.1", show_default=True,
               help="Interface Label Studio listens on (0.0.0.0 to reach it from other machines).")
 @click.option("--port", type=int, default=8080, show_default=True, help="Label Studio's port.")
@@ -311,14 +338,15 @@ def stop_all(children: list[Child]) -> None:
 @click.option("--ls-venv", type=click.Path(path_type=Path, file_okay=False), default=None,
               help="Label Studio's own virtual environment [default: DATA_DIR/ls-venv, or label-studio on PATH]; "
                    "installed there when missing.")
-def up_command(data_dir: Path, host: str, port: int, backend_port: int, engine: str, ls_venv: Path | None) -> None:
+def up_command(data_dir: Path | None, host: str, port: int, backend_port: int, engine: str,
+               ls_venv: Path | None) -> None:
     """Start Label Studio and the pre-annotation backend on this machine, with a project ready for songs.
 
     Other backend settings (MODEL_ID, SEGMENTATION, ...) come from the environment as for `ls-acestep serve`.
     Stop with Ctrl-C; run again with the same --data-dir to continue.
     """
     say = lambda text: click.echo(text, err=True)  # noqa: E731  progress on stderr, the summary on stdout
-    layout = Layout(data_dir.resolve())
+    layout = Layout((data_dir or default_data_dir()).resolve())
     state = load_state(layout.state)
     first_run = not layout.state.exists()
     save_state(layout.state, state)

@@ -6,8 +6,8 @@ model's random weights write no readable text). The stand-in answers the way vLL
 which are checked. Everything else is real: Label Studio, gunicorn, the queue, headless Chromium (Debian's, driven
 by Playwright; no browser is downloaded).
 
-The screenshot goes to build/e2e/labeling-page.png; with LS_ACESTEP_UPDATE_SCREENSHOTS=1 it also replaces the one
-the README shows, docs/screenshots/labeling-page.png."""
+The screenshots go to build/e2e/ (labeling-page.png; song-fields.png, the key and language dropdowns); with
+LS_ACESTEP_UPDATE_SCREENSHOTS=1 they also replace the ones the docs show, in docs/screenshots/."""
 
 from __future__ import annotations
 
@@ -30,6 +30,8 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networki
                  "--disable-sync", "--no-first-run"]
 SCREENSHOT = REPO / "build" / "e2e" / "labeling-page.png"
 README_SCREENSHOT = REPO / "docs" / "screenshots" / "labeling-page.png"
+FIELDS_SCREENSHOT = REPO / "build" / "e2e" / "song-fields.png"  # the song-level fields: key and language dropdowns
+DOCS_FIELDS_SCREENSHOT = REPO / "docs" / "screenshots" / "song-fields.png"
 MODEL_ID = "Qwen/Qwen2-Audio-7B-Instruct"
 
 WINDOWS = [  # what the stand-in "hears", one answer per window in turn
@@ -70,6 +72,7 @@ def prelabeled_task(label_studio, start_backend, song_files):
     stand_in = OpenAIStandIn(vllm_replies())
     backend = start_backend("openai", ENGINE="openai", OPENAI_BASE_URL=stand_in.url, MODEL_ID=MODEL_ID,
                             MAX_RETRIES="0", REQUEST_TIMEOUT="30",
+                            PACK_WINDOWS="false",  # one region per window: the stand-in describes whole windows
                             MAX_CONCURRENCY="1")  # windows in time order, so the answers follow the song
     project_id = create_project(label_studio, "labeling page")
     connect_backend(label_studio, project_id, backend)
@@ -136,9 +139,27 @@ def test_labeling_page_shows_waveform_regions_and_region_text(label_studio, prel
             page.get_by_text(first_note[:40]).first.wait_for(state="visible", timeout=30_000)
             SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
             page.screenshot(path=str(SCREENSHOT))
+
+            # the 24 keys and the languages are two dropdowns, not rows of checkboxes: closed, no key but the
+            # predicted one shows; opened, the list offers every key
+            dropdowns = page.locator(".lsf-choices_layout_select")
+            assert dropdowns.count() == 2, "keyscale and vocal_language should render as dropdowns"
+            dropdowns.first.scroll_into_view_if_needed()
+            other_key = next(k for k in ("Db major", "B minor") if k != predicted(prediction, "keyscale"))
+            assert not page.get_by_text(other_key, exact=True).first.is_visible()
+            page.screenshot(path=str(FIELDS_SCREENSHOT))
+            dropdowns.first.click()
+            page.get_by_text(other_key, exact=True).first.wait_for(state="visible", timeout=10_000)
+            page.keyboard.press("Escape")
         finally:
             browser.close()
     assert SCREENSHOT.stat().st_size > 20_000
     if os.environ.get("LS_ACESTEP_UPDATE_SCREENSHOTS") == "1":
         README_SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(SCREENSHOT, README_SCREENSHOT)
+        shutil.copyfile(FIELDS_SCREENSHOT, DOCS_FIELDS_SCREENSHOT)
+
+
+def predicted(prediction, name: str) -> str | None:
+    """The value the prediction chose for a Choices control, if any."""
+    return next((i["value"]["choices"][0] for i in prediction.result if i["from_name"] == name), None)

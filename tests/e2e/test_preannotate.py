@@ -16,14 +16,20 @@ from .servers import REPO, create_project, task_predictions, upload_files
 pytestmark = pytest.mark.labelstudio
 
 
-def preannotate(label_studio, project_id: int, *args: str, model_dir, popen: bool = False):
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("LABEL_STUDIO_", "QUEUE_", "MODEL_"))}
-    env.update(ENGINE="dsp", MODEL_DIR=str(model_dir), PYTHONPATH=str(REPO), PYTHONUNBUFFERED="1")
+def preannotate(label_studio, project_id: int, *args: str, model_dir, popen: bool = False, env: dict | None = None,
+                cwd=REPO):
+    """Run the command; ``model_dir=None`` leaves ENGINE and MODEL_DIR unset (as a new user runs it), ``env`` adds
+    variables."""
+    run_env = {k: v for k, v in os.environ.items()
+               if not k.startswith(("LABEL_STUDIO_", "QUEUE_", "MODEL_")) and k != "ENGINE"}
+    if model_dir is not None:
+        run_env.update(ENGINE="dsp", MODEL_DIR=str(model_dir))
+    run_env.update(PYTHONPATH=str(REPO), PYTHONUNBUFFERED="1", **(env or {}))
     cmd = [sys.executable, "-m", "ls_acestep.cli", "preannotate", "--ls-url", label_studio.url,
            "--ls-token", label_studio.token, "--project", str(project_id), *args]
     if popen:
-        return subprocess.Popen(cmd, env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    return subprocess.run(cmd, env=env, cwd=REPO, capture_output=True, text=True, timeout=300)
+        return subprocess.Popen(cmd, env=run_env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.run(cmd, env=run_env, cwd=cwd, capture_output=True, text=True, timeout=300)
 
 
 def test_preannotate_sample_interrupt_and_resume(label_studio, song_files, tmp_path):
@@ -65,3 +71,20 @@ def test_preannotate_explains_a_wrong_project_or_token(label_studio, tmp_path):
     refused = preannotate(label_studio_bad, 1, model_dir=tmp_path)
     assert refused.returncode == 1
     assert "refused the token" in refused.stderr and "Traceback" not in refused.stderr
+
+
+def test_preannotate_told_nothing_on_a_cpu_machine(label_studio, song_files, tmp_path):
+    """No ENGINE, no MODEL_DIR, no GPU: the DSP engine at once (no model download), the cache in the per-user data
+    folder that `up` uses, nothing left in the folder the command ran in."""
+    project_id = create_project(label_studio, "preannotate defaults")
+    (task_id,) = upload_files(label_studio, project_id, [song_files[".wav"]])
+    cwd, data_home = tmp_path / "here", tmp_path / "data-home"
+    cwd.mkdir()
+    result = preannotate(label_studio, project_id, model_dir=None, cwd=cwd,
+                         env={"XDG_DATA_HOME": str(data_home), "CUDA_VISIBLE_DEVICES": ""})  # no GPU for torch
+    assert result.returncode == 0, result.stderr
+    assert "ENGINE=dsp: no GPU found" in result.stderr and "1 predicted" in result.stdout
+    assert [p.model_version for p in task_predictions(label_studio, task_id)][0].startswith("dsp-")
+    assert list(cwd.iterdir()) == []
+    assert (data_home / "ls-acestep" / "model_dir" / "prediction_cache.sqlite3").is_file()
+    assert str(data_home / "ls-acestep" / "model_dir") in result.stderr  # it says where the cache is

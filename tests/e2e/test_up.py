@@ -107,6 +107,11 @@ def test_up_starts_connects_stops_and_reuses(label_studio, tmp_path):
                              data={"email": info["user"], "password": info["password"],
                                    "csrfmiddlewaretoken": session.cookies.get("csrftoken", "")})
         assert login.ok and "/user/login" not in login.url
+        # ... which Label Studio got through its environment: no command line shows the password or the token
+        cmdlines = {pid: Path(f"/proc/{pid}/cmdline").read_bytes() for pid in processes_using(data_dir)}
+        assert any(b"label-studio" in c and b" start" in c.replace(b"\0", b" ") for c in cmdlines.values()), cmdlines
+        for pid, cmdline in cmdlines.items():
+            assert info["password"].encode() not in cmdline and info["token"].encode() not in cmdline, pid
         assert first.interrupt() == 0, first.text
     finally:
         if first.proc.poll() is None:
