@@ -132,9 +132,14 @@ def measure(path: Path) -> dict:
     }
 
 
-def near_duplicates(vectors: dict[str, np.ndarray], threshold: float, block: int = 1024) -> list[tuple]:
-    """(name a, name b, cosine similarity) for every pair of fingerprints at or above ``threshold``, most similar
-    first. The similarity matrix is computed ``block`` rows at a time (5,000 songs: 5 blocks of 1024 x 5000)."""
+MAX_PAIRS = 5000  # pairs kept: a folder of many copies of few songs would otherwise list n^2 pairs
+
+
+def near_duplicates(vectors: dict[str, np.ndarray], threshold: float, block: int = 1024,
+                    limit: int = MAX_PAIRS) -> list[tuple]:
+    """(name a, name b, cosine similarity) for the pairs of fingerprints at or above ``threshold``, most similar
+    first, at most ``limit`` of them. The similarity matrix is computed ``block`` rows at a time (5,000 songs: 5
+    blocks of 1024 x 5000 float32, 20 MB each)."""
     names = list(vectors)
     if len(names) < 2:
         return []
@@ -147,4 +152,6 @@ def near_duplicates(vectors: dict[str, np.ndarray], threshold: float, block: int
             i = start + int(r)
             if int(c) > i:
                 pairs.append((names[i], names[int(c)], float(sims[r, c])))
-    return sorted(pairs, key=lambda p: -p[2])
+        if len(pairs) > 2 * limit:  # keep memory bounded while scanning
+            pairs = sorted(pairs, key=lambda p: -p[2])[:limit]
+    return sorted(pairs, key=lambda p: -p[2])[:limit]

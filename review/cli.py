@@ -80,7 +80,8 @@ def review_command(export, project, ls_url, ls_token, versions, out):
 @click.command("report")
 @click.argument("folder", type=click.Path(path_type=Path, exists=True, file_okay=False))
 @click.option("--out", "out", default=None, type=click.Path(path_type=Path, file_okay=False),
-              help="Folder for report.html and report.json (default: FOLDER/report).")
+              help="Folder for report.html, report.json and the audio cache (default: FOLDER-report beside "
+                   "FOLDER, so that validate and ACE-Step never see them).")
 @click.option("--audio/--no-audio", "with_audio", default=True, show_default=True,
               help="Measure loudness and find near-duplicates (decodes every song).")
 @click.option("--jobs", type=click.IntRange(1, 64), default=None,
@@ -96,7 +97,7 @@ def report_command(folder, out, with_audio, jobs):
     def say(line: str) -> None:
         click.echo(line, err=True)
 
-    out = out or folder / "report"
+    out = out or folder.resolve().with_name(folder.resolve().name + "-report")
     try:
         doc, json_path, html_path = run_report(folder, out, with_audio=with_audio, jobs=jobs, say=say)
     except OSError as exc:

@@ -11,6 +11,7 @@ Memory: one row of a few hundred bytes per song plus a 768-value fingerprint (3 
 
 from __future__ import annotations
 
+import base64
 import datetime as _dt
 import json
 import os
@@ -76,6 +77,75 @@ def read_songs(folder: Path) -> list[dict]:
             "timeline": _timeline(sidecar),
         })
     return rows
+
+
+CACHE_NAME = "audio-cache.jsonl"  # in the output folder: a re-run measures only new or changed audio files
+
+
+def _stamp(path: Path) -> str:
+    """Size and modification time: a file with the same stamp is taken to hold the same audio."""
+    try:
+        st = path.stat()
+    except OSError:
+        return ""
+    return f"{st.st_size}:{st.st_mtime_ns}"
+
+
+def _pack(result: dict) -> dict:
+    """A measurement as a cache line: the fingerprint as base64 float16 (1.5 KB instead of 8 KB of JSON)."""
+    vector = result.get("fingerprint")
+    packed = dict(result)
+    if vector is not None:
+        packed["fingerprint"] = base64.b64encode(np.asarray(vector, dtype=np.float16).tobytes()).decode("ascii")
+    return packed
+
+
+def _unpack(line: dict) -> dict:
+    result = dict(line)
+    if isinstance(result.get("fingerprint"), str):
+        result["fingerprint"] = np.frombuffer(base64.b64decode(result["fingerprint"]), dtype=np.float16).astype(
+            np.float32)
+    return result
+
+
+def load_cache(path: Path) -> dict[str, dict]:
+    """name -> cached line; unreadable lines (an interrupted write, a hand edit) are ignored."""
+    cache = {}
+    try:
+        with open(path, encoding="utf-8") as handle:
+            for text in handle:
+                try:
+                    line = json.loads(text)
+                except ValueError:
+                    continue
+                if isinstance(line, dict) and isinstance(line.get("name"), str):
+                    cache[line["name"]] = line
+    except OSError:
+        pass
+    return cache
+
+
+def measure_songs(folder: Path, names: list[str], cache_path: Path, jobs: int | None, say) -> list[dict]:
+    """``audio_stats.measure`` of every song (in ``jobs`` processes), reusing the cache for files whose size and
+    modification time are unchanged; the cache is rewritten with the songs of this run."""
+    cache = load_cache(cache_path)
+    stamps = [_stamp(folder / name) for name in names]
+    results: list[dict | None] = [None] * len(names)
+    todo = []
+    for index, (name, stamp) in enumerate(zip(names, stamps)):
+        line = cache.get(name)
+        if line is not None and stamp and line.get("stamp") == stamp:
+            results[index] = _unpack(line["result"])
+        else:
+            todo.append(index)
+    if len(todo) < len(names):
+        say(f"audio: {len(names) - len(todo)} song(s) unchanged since the last report, taken from {cache_path.name}")
+    for index, result in zip(todo, _measure_all([folder / names[i] for i in todo], jobs, say)):
+        results[index] = result
+    lines = [json.dumps({"name": n, "stamp": s, "result": _pack(r)}) for n, s, r in zip(names, stamps, results)
+             if s and not r.get("error")]
+    atomic_write(cache_path, ("\n".join(lines) + "\n").encode("utf-8"))
+    return results
 
 
 def _measure_all(paths: list[Path], jobs: int | None, say) -> list[dict]:
@@ -208,9 +278,11 @@ def run_report(folder: Path, out: Path, with_audio: bool = True, jobs: int | Non
     duplicates: list[tuple] = []
     if with_audio and rows:
         say(f"measuring the audio of {len(rows)} song(s) ...")
-        results = _measure_all([folder / r["name"] for r in rows], jobs, say)
+        out.mkdir(parents=True, exist_ok=True)
+        results = measure_songs(folder, [r["name"] for r in rows], out / CACHE_NAME, jobs, say)
         vectors = {}
         for row, result in zip(rows, results):
+            result = dict(result)
             vector = result.pop("fingerprint", None)
             if vector is not None:
                 vectors[row["name"]] = np.asarray(vector, dtype=np.float32)

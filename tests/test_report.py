@@ -137,3 +137,31 @@ def test_cli_without_audio(dataset, tmp_path):
     doc = json.loads((tmp_path / "r" / "report.json").read_text())
     assert doc["audio_measured"] is False and doc["duplicates"] == [] and doc["counts"]["songs"] == 7
     assert "Loudness" not in (tmp_path / "r" / "report.html").read_text()
+
+
+def test_a_rerun_measures_only_changed_audio(dataset, report, tmp_path):
+    doc, json_path, _ = report
+    out = json_path.parent
+    said: list[str] = []
+    again, _, _ = run_report(dataset, out, jobs=1, say=said.append)
+    assert any("6 song(s) unchanged since the last report" in line for line in said)  # broken.wav is re-tried
+    assert [s["loudness"] for s in again["songs"]] == [s["loudness"] for s in doc["songs"]]
+    assert {frozenset((d["a"], d["b"])) for d in again["duplicates"]} == \
+        {frozenset((d["a"], d["b"])) for d in doc["duplicates"]}  # fingerprints kept as float16: same pairs
+    copy = tmp_path / "copy"
+    shutil.copytree(dataset, copy)
+    data, rate = sf.read(copy / "song.wav", dtype="float32")
+    sf.write(copy / "song.wav", data * 0.5, rate)  # changed audio: measured again
+    (tmp_path / "out").mkdir()
+    shutil.copy(out / "audio-cache.jsonl", tmp_path / "out" / "audio-cache.jsonl")
+    changed, _, _ = run_report(copy, tmp_path / "out", jobs=1)
+    before, after = by_name(doc)["song.wav"]["loudness"]["lufs"], by_name(changed)["song.wav"]["loudness"]["lufs"]
+    assert after == pytest.approx(before - 6.02, abs=0.05)
+
+
+def test_default_output_folder_sits_beside_the_dataset(dataset, tmp_path):
+    copy = tmp_path / "songs"
+    shutil.copytree(dataset, copy)
+    result = CliRunner().invoke(report_command, [str(copy), "--no-audio"])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "songs-report" / "report.html").is_file() and not (copy / "report").exists()

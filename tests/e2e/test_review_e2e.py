@@ -223,7 +223,7 @@ def test_report_on_the_converted_folder(label_studio, reviewed_project, tmp_path
     assert run.returncode == 0, run.stdout + run.stderr
     run = run_cli("report", str(dataset), "--jobs", "2", cwd=tmp_path)
     assert run.returncode == 0, run.stdout + run.stderr
-    doc = json.loads((dataset / "report" / "report.json").read_text())
+    doc = json.loads((tmp_path / "dataset-out-report" / "report.json").read_text())
     assert doc["counts"]["songs"] == 3 and doc["counts"]["with_caption"] == 3
     assert doc["counts"]["with_timeline"] == 3 and doc["counts"]["measured"] == 3
     songs = sorted(doc["songs"], key=lambda s: s["name"])
@@ -232,7 +232,7 @@ def test_report_on_the_converted_folder(label_studio, reviewed_project, tmp_path
     # the three uploads are one song in three encodings: every pair is a near-duplicate
     assert len(doc["duplicates"]) == 3
 
-    errors, text = open_page(dataset / "report" / "report.html", BUILD / "report-page.png", 2000)
+    errors, text = open_page(tmp_path / "dataset-out-report" / "report.html", BUILD / "report-page.png", 2000)
     assert errors == []
     assert "Timelines" in text and "Near-duplicate songs" in text
     keep_screenshot(BUILD / "report-page.png")
