@@ -257,5 +257,5 @@ def _prediction_choice(predictions: list, reason: str) -> tuple[Choice | None, s
                       model_version=str(best.get("model_version") or "")), ""
     if predictions and all(isinstance(p, (int, str)) for p in predictions):
         return None, (f"{reason}, and the export holds prediction ids only: export the snapshot with whole "
-                      "predictions (see README, \"Converting an export\")")
+                      "predictions (see docs/converter.md)")
     return None, f"{reason} and no prediction"

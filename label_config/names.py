@@ -1,6 +1,6 @@
 """Control names of the shipped labeling config: the contract between the config, the backend and the converter.
 
-Other tools rely on these names; change them only with a migration note in the README.
+Other tools rely on these names; change them only with a migration note in docs/label-config.md.
 """
 
 AUDIO = "audio"  # <Audio name="audio" value="$audio">

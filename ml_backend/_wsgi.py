@@ -26,7 +26,7 @@ try:
     _settings = Settings.from_env()
     _server = ServerSettings.from_env()
 except SettingsError as _exc:
-    raise SystemExit(f"ls-acestep backend: {_exc} (see the settings table in the README)") from None
+    raise SystemExit(f"ls-acestep backend: {_exc} (see the settings table in docs/backend.md)") from None
 
 app = create_app(_settings)
 

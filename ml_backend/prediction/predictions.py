@@ -3,7 +3,7 @@ the project's label config can hold.
 
 The config arrives with every request. It is parsed with label-studio-sdk's ``LabelInterface``; the Audio object
 and the controls are found by the shipped names (``label_config.names``), so a config with only some of the
-controls gets only those results. Shapes follow Label Studio 1.23 (see the README): a region is a ``labels``
+controls gets only those results. Shapes follow Label Studio 1.23 (see docs/backend.md): a region is a ``labels``
 result plus per-region ``textarea`` results sharing one ``id``; song-level fields are ``textarea``, ``number``
 and ``choices`` results without start/end. Times are in seconds.
 """

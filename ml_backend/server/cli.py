@@ -17,14 +17,14 @@ import click
               help="Serve with gunicorn ($WORKERS processes of $THREADS threads), as in production.")
 @click.option("--no-warm-up", is_flag=True, help="Load the model on the first /predict instead of at start-up.")
 def serve_command(host: str, port: int | None, debug: bool, use_gunicorn: bool, no_warm_up: bool) -> None:
-    """Run the Label Studio ML backend (settings from the environment; see the README's table)."""
+    """Run the Label Studio ML backend (settings from the environment; see the settings table in docs/backend.md)."""
     from ml_backend.settings import ServerSettings, SettingsError
 
     if port is None:
         try:
             port = ServerSettings.from_env().port
         except SettingsError as exc:
-            raise click.ClickException(f"{exc} (see the settings table in the README)") from None
+            raise click.ClickException(f"{exc} (see the settings table in docs/backend.md)") from None
     if use_gunicorn:
         args = [sys.executable, "-m", "gunicorn", "-c", "python:ml_backend._wsgi", "--bind", f"{host}:{port}"]
         os.execv(sys.executable, args)  # gunicorn replaces this process; its workers load the model after fork
@@ -35,7 +35,7 @@ def serve_command(host: str, port: int | None, debug: bool, use_gunicorn: bool, 
     try:
         settings = Settings.from_env()
     except SettingsError as exc:
-        raise click.ClickException(f"{exc} (see the settings table in the README)") from None
+        raise click.ClickException(f"{exc} (see the settings table in docs/backend.md)") from None
     if debug:
         settings = dataclasses.replace(settings, log_level="DEBUG")
     app = create_app(settings)
