@@ -16,8 +16,10 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -31,6 +33,9 @@ from ml_backend.prediction.predictions import ConfigTargets, audio_reference, em
 log = logging.getLogger(__name__)
 
 MEDIA_CACHE = "media"  # downloads land in MODEL_DIR/media
+SONG_LOCKS = "song-locks"  # MODEL_DIR/song-locks/<cache key>.lock: one process computes a song, the others wait
+# Downloads in flight per request: a host that trickles holds one slot (up to FETCH_TIMEOUT), the others go on.
+FETCH_PARALLEL = 8
 # Decoded audio (16 kHz float32: 230 MB per hour) held for one engine call at most; a larger request is split.
 MAX_PENDING_AUDIO_SECONDS = 3600.0
 
@@ -107,6 +112,46 @@ class SongJob:
     requests: list = field(default_factory=list)  # list[engines.WindowRequest], same order as windows
     audio: object = None  # the decoded song (16 kHz) while the lyrics stage needs it; None with lyrics off
     transcript: object = None  # lyrics.types.Transcript, None with lyrics off
+    lock: object = None  # SongLock held while this song is computed (released once its prediction is cached)
+
+
+class SongLock:
+    """An exclusive ``flock`` on MODEL_DIR/song-locks/<cache key>.lock: concurrent requests for one uncached song,
+    in any thread or gunicorn worker, compute it once; the others wait and read the cache. The file is unlinked
+    before it is unlocked, so that the folder does not fill up and a newcomer never waits on a finished song."""
+
+    def __init__(self, path: Path, fd: int | None):
+        self.path, self.fd = path, fd
+
+    @classmethod
+    def take(cls, folder: Path, key: str, wait: bool) -> "SongLock | None":
+        """The lock for ``key``; None when another holds it and ``wait`` is false. A folder that cannot be
+        written gives a lock that holds nothing (the song is then maybe computed twice, never not at all)."""
+        import fcntl
+
+        path = folder / f"{key}.lock"
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
+        except OSError as exc:
+            log.warning("song lock %s unavailable (%s); computing without it", path, exc)
+            return cls(path, None)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except BlockingIOError:
+            os.close(fd)
+            return None
+        return cls(path, fd)
+
+    def release(self) -> None:
+        if self.fd is None:
+            return
+        try:
+            self.path.unlink()
+        except OSError:
+            pass
+        os.close(self.fd)
+        self.fd = None
 
 
 @dataclass
@@ -193,6 +238,14 @@ class SongModel:
         """One prediction per task, in order (what ``/predict`` returns); see ``predict_tasks``."""
         return [r.prediction for r in self.predict_tasks(tasks, label_config)]
 
+    def fetch_audio(self, task: dict, label_config: str) -> None:
+        """Download the task's audio into MODEL_DIR/media without decoding it, so that a slow host holds only the
+        thread fetching it; what goes wrong is reported by ``predict_tasks`` for the task later."""
+        try:
+            self._resolve(task, parse_config(label_config), media_source(self.settings))
+        except Exception as exc:
+            log.debug("task %s: prefetch failed: %s", task.get("id") if isinstance(task, dict) else None, exc)
+
     def predict_tasks(self, tasks: list[dict], label_config: str) -> list[TaskResult]:
         """One result per task, in order. Raises ``predictions.ConfigError`` for a label config without
         an Audio object; never raises for a bad task (it gets an empty prediction, a reason and a log line).
@@ -207,11 +260,15 @@ class SongModel:
         pending: list[SongJob] = []
         first_job_by_key: dict[str, SongJob] = {}
         duplicates: list[tuple[int, SongJob]] = []
+        waiting: list[tuple[int, object, str, Path]] = []  # songs another request is computing right now
+        resolved = self._resolve_all(tasks, targets, source)
         for index, task in enumerate(tasks):
             task_id = task.get("id") if isinstance(task, dict) else None
             path = None
             try:
-                path, key = self._resolve(task, targets, source)
+                if isinstance(resolved[index], Exception):
+                    raise resolved[index]
+                path, key = resolved[index]
                 cached = self.cache.get(key)
                 if cached is not None:
                     log.info("task %s: prediction cache hit", task_id)
@@ -220,7 +277,14 @@ class SongModel:
                 if key in first_job_by_key:  # the same song twice in one request: predict it once
                     duplicates.append((index, first_job_by_key[key]))
                     continue
-                job = self._prepare(index, task_id, key, path, allowed)
+                lock = SongLock.take(self._song_locks, key, wait=False)
+                if lock is None:
+                    waiting.append((index, task_id, key, path))
+                    continue
+                job = self._prepare_locked(index, task_id, key, path, allowed, lock)
+                if isinstance(job, TaskResult):  # computed by another request between the lookup and the lock
+                    results[index] = job
+                    continue
             except TaskError as exc:
                 self._forget_download(path)
                 results[index] = self._failed(task_id, str(exc))
@@ -233,14 +297,84 @@ class SongModel:
             first_job_by_key[key] = job
             pending.append(job)
             if sum(j.analysis.duration for j in pending) >= MAX_PENDING_AUDIO_SECONDS:
-                self._complete(pending, allowed, targets, results)
+                self._complete_and_release(pending, allowed, targets, results)
                 pending = []
-        self._complete(pending, allowed, targets, results)
+        self._complete_and_release(pending, allowed, targets, results)
+        # only now, holding no song lock of its own (no two requests can wait on each other), wait for the songs
+        # that other requests were computing
+        for index, task_id, key, path in waiting:
+            results[index] = self._wait_for_song(index, task_id, key, path, allowed, targets, len(tasks))
         for index, job in duplicates:
             results[index] = results[job.index]
         self.stats.seconds += time.perf_counter() - started
         return [r if r is not None else TaskResult(empty_prediction(self._version), "no prediction was made")
                 for r in results]
+
+    @property
+    def _song_locks(self) -> Path:
+        return Path(self.settings.model_dir) / SONG_LOCKS
+
+    def _resolve_all(self, tasks: list, targets: ConfigTargets, source) -> list:
+        """Every task's (audio file, cache key), or the exception that stops it, downloading up to FETCH_PARALLEL
+        files at once: one slow host delays only its own task (each download ends by FETCH_TIMEOUT)."""
+        def one(task):
+            try:
+                return self._resolve(task, targets, source)
+            except Exception as exc:  # re-raised in the request's loop, which reports it for this task
+                return exc
+
+        if len(tasks) <= 1:
+            return [one(task) for task in tasks]
+        with ThreadPoolExecutor(max_workers=min(FETCH_PARALLEL, len(tasks)),
+                                thread_name_prefix="fetch") as pool:
+            return list(pool.map(one, tasks))
+
+    def _prepare_locked(self, index: int, task_id, key: str, path: Path, allowed, lock: SongLock):
+        """``_prepare`` under the song's lock (kept by the job until its prediction is cached), or the cached
+        prediction when another request finished the song while this one took the lock."""
+        try:
+            cached = self.cache.get(key)
+            if self.cache.stats.misses > 0:  # the task's first lookup was a miss: count it once, as this outcome
+                self.cache.stats.misses -= 1
+            if cached is not None:
+                lock.release()
+                return TaskResult(cached)
+            job = self._prepare(index, task_id, key, path, allowed)
+        except BaseException:
+            lock.release()
+            raise
+        job.lock = lock
+        return job
+
+    def _wait_for_song(self, index: int, task_id, key: str, path: Path, allowed, targets: ConfigTargets,
+                       count: int) -> TaskResult:
+        """Wait until the request computing this song is done, then read its prediction from the cache; compute
+        it here when that request failed (or left it uncached)."""
+        lock = SongLock.take(self._song_locks, key, wait=True)
+        log.info("task %s: the song was being predicted by another request; waited for it", task_id)
+        try:
+            job = self._prepare_locked(index, task_id, key, path, allowed, lock)
+        except TaskError as exc:
+            self._forget_download(path)
+            return self._failed(task_id, str(exc))
+        except Exception as exc:
+            log.exception("task %s: unexpected error", task_id)
+            return self._failed(task_id, f"{type(exc).__name__}: {exc}")
+        if isinstance(job, TaskResult):
+            return job
+        results: list = [None] * count
+        self._complete_and_release([job], allowed, targets, results)
+        return results[index] or TaskResult(empty_prediction(self._version), "no prediction was made")
+
+    def _complete_and_release(self, jobs: list[SongJob], allowed, targets: ConfigTargets, results: list) -> None:
+        """``_complete``, then release the jobs' song locks (after their predictions are in the cache)."""
+        try:
+            self._complete(jobs, allowed, targets, results)
+        finally:
+            for job in jobs:
+                if job.lock is not None:
+                    job.lock.release()
+                    job.lock = None
 
     def _complete(self, jobs: list[SongJob], allowed: tuple[str, ...], targets: ConfigTargets,
                   results: list) -> None:

@@ -14,11 +14,13 @@ failures the job moves to the failed list, which ``/health`` reports, and the re
 
 from __future__ import annotations
 
+import hashlib
 import os
 import socket
 import sqlite3
 import threading
 import time
+import uuid
 from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -77,19 +79,40 @@ def process_start(pid: int) -> str:
     return fields[19] if len(fields) > 19 else ""
 
 
+def pid_scope() -> str:
+    """Which processes this one can see: a short hash of the kernel's boot id and this pid namespace. Containers
+    that share a hostname (compose ``hostname:``, replicas of one service) have their own pid namespaces, so a pid
+    judged here says nothing about a process of another scope."""
+    parts = []
+    for name in ("/proc/sys/kernel/random/boot_id", "/proc/self/ns/pid"):
+        try:
+            parts.append(os.readlink(name) if name.endswith("/pid") else Path(name).read_text().strip())
+        except OSError:
+            parts.append("")
+    return hashlib.sha1("|".join(parts).encode()).hexdigest()[:12] if any(parts) else ""
+
+
+_NONCES: dict[int, str] = {}  # pid -> random part of its owner name (a forked child gets its own)
+
+
 def owner_name() -> str:
-    """``host:pid:start`` of this process (start: ``process_start``), stored with a claimed job so that a restart
-    on the same host can reclaim it at once."""
+    """``host:pid:start:scope:nonce`` of this process (start: ``process_start``; scope: ``pid_scope``; nonce:
+    random per process), stored with a claimed job so that a restart in the same pid namespace can reclaim it at
+    once. The nonce keeps owners unique even where hostname, pid and start time coincide (two containers)."""
     pid = os.getpid()
-    return f"{socket.gethostname()}:{pid}:{process_start(pid)}"
+    nonce = _NONCES.setdefault(pid, uuid.uuid4().hex[:12])
+    return f"{socket.gethostname()}:{pid}:{process_start(pid)}:{pid_scope()}:{nonce}"
 
 
 def owner_is_dead(owner: str) -> bool:
-    """True when ``owner`` (``host:pid:start``, or ``host:pid`` from older versions) was a process on this host
-    that no longer exists: no such pid, or the pid now belongs to a process started at another time. Owners on
-    other hosts are never judged dead here: their leases expire instead."""
-    host, pid, started = (owner.split(":") + ["", ""])[:3]
+    """True when ``owner`` (``host:pid:start:scope:nonce``; ``host:pid:start`` or ``host:pid`` from older
+    versions) was a process this one can see (same host and pid namespace) that no longer exists: no such pid,
+    or the pid now belongs to a process started at another time. Owners elsewhere, another container with the
+    same hostname included, are never judged dead here: their leases expire instead."""
+    host, pid, started, scope = (owner.split(":") + ["", "", ""])[:4]
     if host != socket.gethostname() or not pid.isdigit():
+        return False
+    if scope and scope != pid_scope():
         return False
     try:
         os.kill(int(pid), 0)
@@ -215,6 +238,12 @@ class SQLiteQueue(JobQueue):
         return self._Tx(self._db())
 
     def enqueue(self, jobs: Iterable[tuple[int, int]]) -> int:
+        try:
+            return self._enqueue(jobs)
+        except sqlite3.Error as e:  # locked for too long, disk full, a broken file: nothing was added
+            raise QueueError(f"the pre-labeling queue {self.path} cannot take jobs: {e}") from e
+
+    def _enqueue(self, jobs: Iterable[tuple[int, int]]) -> int:
         now = time.time()
         added = 0
         with self._tx() as db:
@@ -318,6 +347,30 @@ redis.call('HSET', ARGV[3] .. key, 'owner', ARGV[4])
 return {key, attempts, redis.call('HGET', ARGV[3] .. key, 'last_error') or ''}
 """
 
+# Enqueue in one script (atomic: no crash between steps can leave a job hash that is in no set, which would make
+# every later enqueue of the task a no-op). KEYS: pending, running, failed; ARGV: job prefix, now, keys...
+# A failed job starts over; a hash left in no set by an older version is put back in pending.
+_ENQUEUE = """
+local added = 0
+for i = 3, #ARGV do
+  local key = ARGV[i]
+  local job = ARGV[1] .. key
+  if redis.call('ZSCORE', KEYS[3], key) then
+    redis.call('ZREM', KEYS[3], key)
+    redis.call('DEL', job)
+  end
+  if redis.call('EXISTS', job) == 0 then
+    redis.call('HSET', job, 'created_at', ARGV[2], 'attempts', 0, 'last_error', '')
+    redis.call('ZADD', KEYS[1], 0, key)
+    added = added + 1
+  elseif not redis.call('ZSCORE', KEYS[1], key) and not redis.call('ZSCORE', KEYS[2], key) then
+    redis.call('ZADD', KEYS[1], 0, key)
+    added = added + 1
+  end
+end
+return added
+"""
+
 
 class RedisQueue(JobQueue):
     """The queue in Redis, for several backend machines. Claims are atomic (a Lua script)."""
@@ -335,6 +388,7 @@ class RedisQueue(JobQueue):
             raise QueueError(f"cannot reach the pre-labeling queue at QUEUE_URL={url}: {e}. Start Redis there, "
                              "or leave QUEUE_URL empty to use SQLite in MODEL_DIR") from e
         self._claim = self.redis.register_script(_CLAIM)
+        self._enqueue = self.redis.register_script(_ENQUEUE)
         self.k_pending, self.k_running = f"{prefix}:pending", f"{prefix}:running"
         self.k_failed, self.k_done, self.k_job = f"{prefix}:failed", f"{prefix}:done", f"{prefix}:job:"
 
@@ -343,19 +397,16 @@ class RedisQueue(JobQueue):
         return f"{int(project_id)}:{int(task_id)}"
 
     def enqueue(self, jobs: Iterable[tuple[int, int]]) -> int:
-        added = 0
-        now = time.time()
-        for project_id, task_id in jobs:
-            key = self._key(project_id, task_id)
-            if self.redis.zscore(self.k_failed, key) is not None:
-                self.redis.zrem(self.k_failed, key)
-                self.redis.delete(self.k_job + key)
-            # hsetnx makes a concurrent second enqueue of the same task a no-op
-            if self.redis.hsetnx(self.k_job + key, "created_at", now):
-                self.redis.hset(self.k_job + key, mapping={"attempts": 0, "last_error": ""})
-                self.redis.zadd(self.k_pending, {key: 0})
-                added += 1
-        return added
+        import redis
+
+        keys = list(dict.fromkeys(self._key(p, t) for p, t in jobs))
+        if not keys:
+            return 0
+        try:
+            return int(self._enqueue(keys=[self.k_pending, self.k_running, self.k_failed],
+                                     args=[self.k_job, time.time(), *keys]))
+        except redis.RedisError as e:  # the script runs whole or not at all: nothing was added
+            raise QueueError(f"the pre-labeling queue at QUEUE_URL={self.url} cannot take jobs: {e}") from e
 
     def _reclaim_dead(self) -> None:
         for key in self.redis.zrange(self.k_running, 0, -1):

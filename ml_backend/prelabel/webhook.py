@@ -3,17 +3,26 @@ connected. On ``TASKS_CREATED`` (one call per import, payload ``{"action", "task
 ...}], "project": {"id", ...}}``) the new tasks go into the persistent queue and a worker thread of this process
 (``worker.py``) predicts them and posts the predictions, so they are there before anyone opens a task.
 
-The answer is quick (no prediction happens inside the request): Label Studio does not wait for webhooks.
+The answer is quick (no prediction happens inside the request): Label Studio does not wait for webhooks. A
+payload with an id that is not a whole positive number (``5.9``, ``Infinity``, ``1e30``) is refused (400); when
+the queue cannot take the jobs (Redis down) the answer is 503 so that the delivery can be retried: nothing is
+acknowledged that was not stored.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import threading
 
 log = logging.getLogger(__name__)
 
 TASKS_CREATED = "TASKS_CREATED"
+MAX_ID = 2**63 - 1  # Label Studio's ids are 64-bit integers (and SQLite's INTEGER is too)
+
+
+class PayloadError(ValueError):
+    """The webhook payload holds a value the queue cannot take; the message names it (HTTP 400)."""
 
 # One queue per process and settings (opening SQLite per request would be wasteful).
 _QUEUES: dict = {}
@@ -29,26 +38,37 @@ def _queue(settings):
         return _QUEUES[settings]
 
 
-def _id(value) -> int | None:
-    """An integer id from ``5``, ``"5"`` or ``{"id": 5}``; None otherwise."""
+def _id(value, what: str) -> int | None:
+    """A positive 64-bit id from ``5``, ``5.0``, ``"5"`` or ``{"id": 5}``; None when absent. Raises PayloadError
+    for anything else (``5.9`` is not truncated to 5; ``Infinity`` and ``1e30`` are not ids)."""
     if isinstance(value, dict):
         value = value.get("id")
-    if isinstance(value, bool):
+    if value is None:
         return None
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        return None
+    number = None
+    if isinstance(value, int) and not isinstance(value, bool):
+        number = value
+    elif isinstance(value, float) and math.isfinite(value) and value.is_integer():
+        number = int(value)
+    elif isinstance(value, str) and value.strip().isascii() and value.strip().isdigit():
+        number = int(value.strip())
+    if number is None or not 1 <= number <= MAX_ID:
+        raise PayloadError(f"{what} id {value!r} is not a whole number from 1 to {MAX_ID}; send Label Studio's "
+                           "task and project ids")
+    return number
 
 
 def created_jobs(payload: dict) -> list[tuple[int, int]]:
     """(project_id, task_id) pairs of a TASKS_CREATED payload; a task's own ``project`` wins over the payload's."""
-    project_id = _id(payload.get("project"))
+    project_id = _id(payload.get("project"), "project")
     jobs = []
-    for task in payload.get("tasks") or []:
+    tasks = payload.get("tasks") or []
+    if not isinstance(tasks, list):
+        raise PayloadError(f'"tasks" is JSON {type(tasks).__name__}, expected a list of tasks')
+    for task in tasks:
         if not isinstance(task, dict):
             continue
-        task_id, task_project = _id(task.get("id")), _id(task.get("project"))
+        task_id, task_project = _id(task.get("id"), "task"), _id(task.get("project"), "project")
         pid = task_project if task_project is not None else project_id
         if task_id is not None and pid is not None:
             jobs.append((pid, task_id))
@@ -57,7 +77,8 @@ def created_jobs(payload: dict) -> list[tuple[int, int]]:
 
 def handle_webhook(payload: dict, settings) -> dict:
     """Queue the tasks of a TASKS_CREATED event; every other action is acknowledged and ignored. Returns the JSON
-    answer for Label Studio (and for people reading the backend's responses)."""
+    answer for Label Studio (and for people reading the backend's responses). Raises PayloadError for a bad id
+    and ``jobqueue.QueueError`` when the queue cannot store the jobs (nothing was queued then)."""
     action = str(payload.get("action") or "")
     if action != TASKS_CREATED:
         return {"status": "ignored", "action": action}
@@ -73,7 +94,14 @@ def handle_webhook(payload: dict, settings) -> dict:
     from ml_backend.prelabel.worker import start_background_workers
 
     queue = _queue(settings)
-    added = queue.enqueue(jobs)
-    start_background_workers(settings)  # normally already running (started with the app); cheap when it is
+    added = queue.enqueue(jobs)  # QueueError: nothing stored, the caller answers 503
     log.info("TASKS_CREATED: queued %d of %d task(s) of project %s", added, len(jobs), jobs[0][0])
-    return {"status": "queued", "action": action, "queued": added, "queue_length": queue.pending_count()}
+    # The jobs are stored now: whatever fails below must not turn the answer into an error (a retried delivery
+    # would be harmless, but the answer would be wrong).
+    try:
+        start_background_workers(settings)  # normally already running (started with the app); cheap when it is
+        length = queue.pending_count()
+    except Exception as exc:
+        log.warning("TASKS_CREATED: queued, but the queue's length cannot be read: %s", exc)
+        length = None
+    return {"status": "queued", "action": action, "queued": added, "queue_length": length}

@@ -24,6 +24,9 @@ from ml_backend.prediction.predictions import failed_version, is_current_predict
 log = logging.getLogger(__name__)
 
 IDLE_POLL_SECONDS = 1.0  # how often an idle worker looks for due jobs
+# Jobs one worker holds at once: their audio downloads run side by side (a trickling host holds one slot for at
+# most FETCH_TIMEOUT), their predictions one after the other.
+JOB_SLOTS = 4
 LABEL_CONFIG_TTL = 60.0  # seconds a project's label config is reused before it is read again
 
 
@@ -129,6 +132,8 @@ class Worker:
     label_configs: dict = field(default_factory=dict)  # project id -> (monotonic seconds when read, config XML)
     current: object = None  # the job being worked on, released on shutdown
     stop: threading.Event = field(default_factory=threading.Event)
+    held: dict = field(default_factory=dict)  # id(job) -> job claimed by run()'s slots, released on shutdown
+    predict_lock: threading.Lock = field(default_factory=threading.Lock)  # one prediction at a time per worker
 
     def _client(self):
         if self.client is None:
@@ -165,7 +170,10 @@ class Worker:
         """Predict and post one job's task; raises JobFailed or TaskGone."""
         client = self._client()
         task = fetch_task(client, job.project_id, job.task_id)
-        return predict_and_post(self._model(), client, task, self._label_config(job.project_id))
+        label_config = self._label_config(job.project_id)
+        self._model().fetch_audio(task, label_config)  # downloads side by side, outside the prediction lock
+        with self.predict_lock:
+            return predict_and_post(self._model(), client, task, label_config)
 
     def run_once(self) -> TaskOutcome | None:
         """Claim one due job and handle it; None when the queue has nothing due."""
@@ -173,6 +181,13 @@ class Worker:
         if job is None:
             return None
         self.current = job
+        try:
+            return self.handle(job)
+        finally:
+            self.current = None
+
+    def handle(self, job) -> TaskOutcome:
+        """Process one claimed job and record its outcome in the queue."""
         try:
             outcome = self.process(job)
         except TaskGone as exc:
@@ -190,29 +205,46 @@ class Worker:
                 log.error("task %s (project %s): giving up after %d tries: %s (listed under failed_tasks in "
                           "/health)", job.task_id, job.project_id, job.attempts, reason)
             return TaskOutcome(job.task_id, "failed", reason)
-        finally:
-            self.current = None
         self.queue.complete(job)
         log.info("task %s (project %s): prediction %s (%s)", job.task_id, job.project_id, outcome.status,
                  outcome.detail)
         return outcome
 
     def run(self) -> None:
-        """Loop until ``stop`` is set; never dies on an error (a broken queue or Label Studio is retried)."""
+        """Loop until ``stop`` is set, holding up to JOB_SLOTS jobs at once (each in its own thread: a download
+        that waits on a slow host does not hold up the next jobs); never dies on an error (a broken queue or
+        Label Studio is retried)."""
+        slots = threading.BoundedSemaphore(JOB_SLOTS)
         while not self.stop.is_set():
+            if not slots.acquire(timeout=IDLE_POLL_SECONDS):
+                continue
             try:
-                outcome = self.run_once()
+                job = self.queue.claim()
             except Exception:
                 log.exception("pre-labeling worker: the queue failed; trying again in %.0f s", IDLE_POLL_SECONDS)
-                outcome = None
-            if outcome is None:
+                job = None
+            if job is None:
+                slots.release()
                 self.stop.wait(IDLE_POLL_SECONDS)
+                continue
+            self.held[id(job)] = job
+            threading.Thread(target=self._run_slot, args=(job, slots), name="prelabel-job", daemon=True).start()
+
+    def _run_slot(self, job, slots) -> None:
+        try:
+            self.handle(job)
+        except Exception:  # the queue failed while recording the outcome; the lease brings the job back
+            log.exception("pre-label job for task %s: its outcome could not be recorded", job.task_id)
+        finally:
+            self.held.pop(id(job), None)
+            slots.release()
 
     def shutdown(self) -> None:
         """Stop the loop and give an unfinished job back to the queue (without counting the try)."""
         self.stop.set()
-        job = self.current
-        if job is not None:
+        for job in [self.current, *list(self.held.values())]:
+            if job is None:
+                continue
             try:
                 self.queue.release(job)
             except Exception:  # the process is exiting; the lease will expire instead

@@ -127,6 +127,18 @@ def metric_values(model: SongModel) -> list[tuple[str, float, str]]:
     ]
 
 
+def remove_stale_downloads(settings: Settings) -> None:
+    """Delete partial downloads a crash left in MODEL_DIR/media (those another live process is writing stay)."""
+    from pathlib import Path
+
+    from ls_acestep.media import remove_stale_parts
+    from ml_backend.model import MEDIA_CACHE
+
+    removed = remove_stale_parts(Path(settings.model_dir) / MEDIA_CACHE)
+    if removed:
+        log.info("removed %d partial download(s) left in %s", removed, Path(settings.model_dir) / MEDIA_CACHE)
+
+
 def start_prelabeling(settings: Settings) -> None:
     """Start this process's pre-labeling queue workers: threads must be started after the fork, in the process
     that serves."""
@@ -143,6 +155,9 @@ def create_app(settings: Settings | None = None) -> Flask:
     configure_logging(settings.log_level)
     app = Flask("ml_backend")
     app.json.sort_keys = False
+    # Label Studio sends task data, not audio: a larger body is refused (413) before it is read.
+    app.config["MAX_CONTENT_LENGTH"] = int(settings.max_request_mb * (1 << 20))
+    remove_stale_downloads(settings)
     state = AppState(settings=settings)
     app.extensions[STATE_KEY] = state
 
@@ -161,6 +176,11 @@ def create_app(settings: Settings | None = None) -> Flask:
         if response.status_code >= 400:
             state.errors[request.path] += 1
         return response
+
+    @app.errorhandler(413)
+    def _too_large(exc):
+        return error(f"the request body is larger than MAX_REQUEST_MB={settings.max_request_mb:g}; send fewer "
+                     "tasks per request (or raise MAX_REQUEST_MB)", 413)
 
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException):
@@ -224,7 +244,14 @@ def create_app(settings: Settings | None = None) -> Flask:
             payload = json_body()
         except ValueError as exc:
             return error(str(exc), 400)
-        return jsonify(webhook_module.handle_webhook(payload, settings))
+        try:
+            return jsonify(webhook_module.handle_webhook(payload, settings))
+        except ValueError as exc:  # webhook.PayloadError: an id that is not one
+            return error(str(exc), 400)
+        except jobqueue.QueueError as exc:
+            # Label Studio retries a failed delivery; answering 200 here would drop the tasks
+            log.error("webhook: %s; answering 503 so that the delivery is retried", exc)
+            return error(f"{exc}; the tasks were not queued, retry later", 503)
 
     @app.get("/metrics")
     def metrics():

@@ -131,7 +131,7 @@ def test_job_of_a_dead_process_whose_pid_was_reused_is_reclaimed_at_once(make_qu
     q = make_queue(retry_base=0)
     q.enqueue([(5, 1), (5, 2)])
     mine, old = q.claim(), q.claim()
-    host, pid, started = owner_name().split(":")
+    host, pid, started, _scope, _nonce = owner_name().split(":")
     assert pid == str(os.getpid()) and started == process_start(os.getpid()) and started.isdigit()
     _set_owner(q, old, f"{host}:{pid}:{int(started) - 1}")  # same host and pid, started earlier: a dead process
     again = q.claim()

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import logging
 
+import pytest
+
 from ml_backend.prelabel import worker as worker_module
 from ml_backend.prelabel.jobqueue import open_queue
 from ml_backend.settings import Settings
-from ml_backend.prelabel.webhook import created_jobs, handle_webhook
+from ml_backend.prelabel.webhook import PayloadError, created_jobs, handle_webhook
 from ml_backend.prelabel.worker import has_version, superseded
 
 PAYLOAD = {  # trimmed from a real TASKS_CREATED call
@@ -28,7 +30,10 @@ def settings(tmp_path, **kw) -> Settings:
 
 def test_created_jobs_reads_task_and_project_ids():
     assert created_jobs(PAYLOAD) == [(3, 7), (3, 8)]
-    assert created_jobs({"project": 5, "tasks": [{"id": "9"}, {"id": None}, "junk", {"id": True}]}) == [(5, 9)]
+    assert created_jobs({"project": 5, "tasks": [{"id": "9"}, {"id": None}, "junk", {"id": 10.0}]}) == [(5, 9), (5, 10)]
+    for bad in (True, 5.9, float("inf"), float("nan"), 1e30, -1, 0, "1e3", "12abc", [], 2**63):
+        with pytest.raises(PayloadError, match="task id"):  # never truncated (5.9 -> 5) nor skipped silently
+            created_jobs({"project": 5, "tasks": [{"id": bad}]})
     assert created_jobs({"tasks": [{"id": 1}]}) == []  # no project anywhere
 
 
