@@ -5,10 +5,8 @@ WhisperFeatureExtractor and a WhisperTokenizer), with the special tokens in Whis
 start of transcript, the language tokens, task tokens, no-speech, no-timestamps, then 1501 timestamp tokens), and
 a generation config that carries what word timestamps and language detection need (``lang_to_id``,
 ``task_to_id``, ``no_timestamps_token_id``, ``alignment_heads``). So the folder loads through the same
-``from_pretrained`` path as ``openai/whisper-large-v3-turbo``. Its output is random text.
-
-``build_whisper(folder, full_size=True)`` saves random weights of whisper-large-v3-turbo's architecture (809 M
-parameters, 1.6 GB in fp16) for the GPU benchmark.
+``from_pretrained`` path as ``openai/whisper-large-v3-turbo``. Its output is random text. bench/bench_lyrics.py
+builds whisper-large-v3-turbo's architecture (TURBO_SIZES) from the same parts.
 """
 
 from __future__ import annotations
@@ -51,54 +49,60 @@ def build_tokenizer(pad_to: int = 0):
     return tokenizer
 
 
-def build_whisper(folder: Path, seed: int = 0, weight_std: float = 0.5, full_size: bool = False) -> Path:
-    """Save a random Whisper (tiny, or whisper-large-v3-turbo's size with ``full_size``) and its processor into
-    ``folder``; return the folder. 128 mel bins and 1500 encoder positions (30 s) as in large-v3."""
-    import torch
-    from transformers import (
-        GenerationConfig, WhisperConfig, WhisperFeatureExtractor, WhisperForConditionalGeneration, WhisperProcessor,
-    )
-
-    folder = Path(folder)
-    tokenizer = build_tokenizer(pad_to=TURBO_VOCAB if full_size else 0)
-    ids = tokenizer.convert_tokens_to_ids
-    eot, sot = ids("<|endoftext|>"), ids("<|startoftranscript|>")
-    sizes = TURBO_SIZES if full_size else TINY_SIZES
-    config = WhisperConfig(
-        vocab_size=len(tokenizer), num_mel_bins=128, max_source_positions=1500, max_target_positions=448,
-        pad_token_id=eot, bos_token_id=eot, eos_token_id=eot, decoder_start_token_id=sot,
-        begin_suppress_tokens=[ids("Ġ"), eot], suppress_tokens=[], **sizes,
-    )
-    torch.manual_seed(seed)
-    model = WhisperForConditionalGeneration(config).eval()
-    if not full_size:
-        # With the default init every window gets the same text; larger weights make it depend on the audio.
-        with torch.no_grad():
-            for param in model.parameters():
-                if param.dim() >= 2:
-                    param.normal_(0.0, weight_std)
+def generation_config(tokenizer, decoder_layers: int, max_length: int):
+    """Whisper's generation config for ``tokenizer``: what language detection, forced languages and word
+    timestamps need. Task and timestamp tokens are suppressed (random weights would mostly write them)."""
+    from transformers import GenerationConfig
     from transformers.models.whisper.tokenization_whisper import LANGUAGES
 
-    model.generation_config = GenerationConfig(
-        decoder_start_token_id=sot, eos_token_id=eot, pad_token_id=eot, bos_token_id=eot,
-        # the real checkpoints allow 448 positions; the tiny model stops after 20 tokens to keep tests fast
-        max_length=448 if full_size else 24,
+    ids = tokenizer.convert_tokens_to_ids
+    eot, sot = ids("<|endoftext|>"), ids("<|startoftranscript|>")
+    return GenerationConfig(
+        decoder_start_token_id=sot, eos_token_id=eot, pad_token_id=eot, bos_token_id=eot, max_length=max_length,
         begin_suppress_tokens=[ids("Ġ"), eot],
-        # random weights would mostly write timestamp and task tokens; the real models write text
         suppress_tokens=[ids(t) for t in special_tokens() if t != "<|endoftext|>"],
         is_multilingual=True, lang_to_id={f"<|{c}|>": ids(f"<|{c}|>") for c in LANGUAGES},
         task_to_id={"transcribe": ids("<|transcribe|>"), "translate": ids("<|translate|>")},
         no_timestamps_token_id=ids("<|notimestamps|>"), prev_sot_token_id=ids("<|startofprev|>"),
         max_initial_timestamp_index=50,
-        # cross-attention heads whose weights follow the audio (layer, head): the turbo checkpoint names 6 of
-        # its last decoder layers'; any head will do for random weights
-        alignment_heads=[[sizes["decoder_layers"] - 1, 0], [sizes["decoder_layers"] - 1, 1]],
+        # cross-attention heads whose weights follow the audio (layer, head): the real checkpoints name heads of
+        # their last decoder layers; any will do for random weights
+        alignment_heads=[[decoder_layers - 1, 0], [decoder_layers - 1, 1]],
     )
-    processor = WhisperProcessor(feature_extractor=WhisperFeatureExtractor(feature_size=128, sampling_rate=16000),
-                                 tokenizer=tokenizer)
+
+
+def processor_for(tokenizer):
+    """A WhisperProcessor: large-v3's features (128 mel bins, 16 kHz, 30 s) and ``tokenizer``."""
+    from transformers import WhisperFeatureExtractor, WhisperProcessor
+
+    return WhisperProcessor(feature_extractor=WhisperFeatureExtractor(feature_size=128, sampling_rate=16000),
+                            tokenizer=tokenizer)
+
+
+def build_whisper(folder: Path, seed: int = 0, weight_std: float = 0.5) -> Path:
+    """Save a tiny random Whisper and its processor into ``folder``; return the folder. 128 mel bins and 1500
+    encoder positions (30 s) as in large-v3; it stops after 20 new tokens to keep tests fast."""
+    import torch
+    from transformers import WhisperConfig, WhisperForConditionalGeneration
+
+    folder = Path(folder)
+    tokenizer = build_tokenizer()
+    ids = tokenizer.convert_tokens_to_ids
+    eot = ids("<|endoftext|>")
+    config = WhisperConfig(
+        vocab_size=len(tokenizer), num_mel_bins=128, max_source_positions=1500, max_target_positions=448,
+        pad_token_id=eot, bos_token_id=eot, eos_token_id=eot, decoder_start_token_id=ids("<|startoftranscript|>"),
+        **TINY_SIZES,
+    )
+    torch.manual_seed(seed)
+    model = WhisperForConditionalGeneration(config).eval()
+    # With the default init every chunk gets the same text; larger weights make it depend on the audio.
+    with torch.no_grad():
+        for param in model.parameters():
+            if param.dim() >= 2:
+                param.normal_(0.0, weight_std)
+    model.generation_config = generation_config(tokenizer, TINY_SIZES["decoder_layers"], max_length=24)
     folder.mkdir(parents=True, exist_ok=True)
-    if full_size:
-        model = model.half()
     model.save_pretrained(folder)
-    processor.save_pretrained(folder)
+    processor_for(tokenizer).save_pretrained(folder)
     return folder
