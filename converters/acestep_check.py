@@ -159,8 +159,10 @@ def sidecar_checks(sidecar: dict) -> list[tuple[str, str]]:
                                 and sidecar["music_analysis"].get("genres")):
         out.append(("note", "genre is set but a folder scan never reads it: a sample picked for genre training "
                             "(genre_ratio > 0) gets an empty prompt; only the dataset JSON carries genre"))
+    # Our own sidecars carry these keys for our tools and the captioning pipeline by design (docs/acestep.md);
+    # another tool's sidecar may rely on them.
     ignored = [k for k in IGNORED_KEYS[1:] if k in sidecar]
-    if ignored:
+    if ignored and not isinstance(sidecar.get("provenance"), dict):
         out.append(("note", f"{', '.join(ignored)}: not read by ACE-Step's folder scan (the lyrics file and "
                             "'language' decide what it holds)"))
     if vocal_status(sidecar) is None:

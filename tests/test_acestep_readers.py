@@ -343,3 +343,74 @@ def test_report_says_durations_and_genre_per_song(tmp_path):
 def test_fields_are_the_acestep_sample_fields():
     assert FIELDS == ("caption", "bpm", "keyscale", "timesignature", "language", "lyrics", "is_instrumental",
                       "duration")
+
+
+# --- validate: the reader's truth ---------------------------------------------------------------------------------
+
+def _validate(folder: Path, *args: str) -> tuple[int, str]:
+    from click.testing import CliRunner
+
+    from ls_acestep.cli import main
+
+    result = CliRunner().invoke(main, ["validate", str(folder), *args])
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.output
+    return result.exit_code, result.output
+
+
+def test_validate_prints_what_each_release_holds_and_a_converted_folder_is_clean(converted):
+    code, output = _validate(converted)
+    assert code == 0, output
+    assert "vocal.wav:\n  holds (current release): caption 'Dreamy \"lo-fi\"" in output
+    assert "bpm 96; keyscale F# minor; timesignature 3; language en; lyrics '[Verse]'; vocal; 12 s" in output
+    assert "holds (early release): timesignature (none); language unknown" in output
+    assert "inst.wav:\n  holds (current release)" in output and "; instrumental; 12 s" in output
+    assert "blank.json: note: vocals unknown" in output
+    assert "the early release reads no timesignature, language from a folder" in output  # a note, not a problem
+
+
+def test_validate_finds_a_stale_csv_and_misleading_lyrics_files(converted):
+    side = json.loads((converted / "vocal.json").read_text(encoding="utf-8"))
+    side["caption"] = "edited by hand after the last convert"
+    (converted / "vocal.json").write_text(json.dumps(side), encoding="utf-8")
+    (converted / "inst.txt").write_text("[Instrumental]\n")
+    (converted / "sung.lyrics.txt").write_text("[Verse]\nother words\n")
+    code, output = _validate(converted)
+    assert code == 1
+    lines = output.splitlines()
+
+    def has(prefix, *words):
+        return any(line.startswith(prefix) and all(w in line for w in words) for line in lines)
+
+    # the CSV (applied last) still holds the old caption: both releases train on it
+    assert has("vocal.wav: problem", "the current release holds caption 'Dreamy", "edited by hand")
+    assert has("inst.txt: problem", "only [Instrumental]", "vocal")
+    assert has("inst.wav: problem", "current release holds", "is_instrumental False where the sidecar means True")
+    assert has("sung.lyrics.txt: problem", "both sung.lyrics.txt and sung.txt", "differ")
+
+    code, document = _validate(converted, "--json", "--release", "current")
+    data = json.loads(document)
+    assert code == 1 and data["releases"] == ["current"] and data["problems"] >= 4
+    vocal = next(s for s in data["songs"] if s["audio"] == "vocal.wav")
+    assert vocal["holds"]["current"]["caption"].startswith("Dreamy") and "early" not in vocal["holds"]
+    assert vocal["differs"]["current"] == [{"field": "caption", "holds": vocal["holds"]["current"]["caption"],
+                                            "sidecar": "edited by hand after the last convert"}]
+
+
+def test_validate_durations_other_tools_spellings_and_genre(tmp_path):
+    _wav(tmp_path / "short.wav", 4.0)
+    (tmp_path / "short.json").write_text(json.dumps({"caption": "c", "language": "en", "genre": "rock",
+                                                     "keyscale": "B♭ minor", "timesignature": 4}))
+    (tmp_path / "short.txt").write_text("la la\n")
+    _wav(tmp_path / "long.wav", 250.0, rate=1000)
+    (tmp_path / "long.json").write_text(json.dumps({"caption": "c", "keyscale": "Am", "timesignature": "4/4",
+                                                    "language": "instrumental", "duration": 250.0}))
+    code, output = _validate(tmp_path, "--release", "current")
+    assert code == 1
+    assert "short.wav: problem: duration 4 s is outside the 10-600 s" in output
+    assert "long.wav: note: duration 250 s: preprocessing cuts it at 240 s" in output
+    assert "long.json: problem: keyscale 'Am' is misread" in output and "'A minor' is meant?" in output
+    assert "long.json: problem: timesignature '4/4'" in output and "(write '4')" in output
+    assert "long.json: note: language 'instrumental' is not in ACE-Step's language list" in output
+    assert "short.json: note: genre is set but a folder scan never reads it" in output
+    assert "short.json: problem: keyscale" not in output  # B♭ minor is one of ACE-Step's spellings
+    assert "holds (early release)" not in output
