@@ -414,3 +414,27 @@ def test_validate_durations_other_tools_spellings_and_genre(tmp_path):
     assert "short.json: note: genre is set but a folder scan never reads it" in output
     assert "short.json: problem: keyscale" not in output  # B♭ minor is one of ACE-Step's spellings
     assert "holds (early release)" not in output
+
+
+def test_a_song_that_lost_its_words_loses_our_lyrics_file_but_not_a_hand_edited_one(tmp_path):
+    folder = tmp_path / "media" / "upload" / "1"
+    _wav(folder / "0000000a-one.wav", 11)
+    _wav(folder / "0000000b-two.wav", 12)
+    source = MediaSource(media_root=tmp_path / "media")
+
+    def export(results):
+        return write_export(tmp_path / "e.json", [task(n, f"/data/upload/1/{n:08x}-{name}.wav", [annotation(n, r)])
+                                                  for n, (name, r) in enumerate(results.items(), 10)])  # 0xa, 0xb
+
+    sung = [text("caption", "c"), text("lyrics", "[Verse]\nwords"), choice("vocal_language", "en")]
+    assert convert(Options(export({"one": sung, "two": sung}), tmp_path / "out", source),
+                   say=lambda _: None).exit_code == 0
+    ds = tmp_path / "out" / "dataset"
+    assert (ds / "one.txt").is_file() and (ds / "two.txt").is_file()
+    (ds / "two.txt").write_text("[Verse]\nwords, fixed by hand\n")
+    now_instrumental = [text("caption", "c"), choice("vocal_language", "instrumental")]
+    summary = convert(Options(export({"one": now_instrumental, "two": now_instrumental}), tmp_path / "out",
+                              source), say=lambda _: None)
+    assert not (ds / "one.txt").exists()  # ours: removed, the song is instrumental again for ACE-Step
+    assert (ds / "two.txt").read_text() == "[Verse]\nwords, fixed by hand\n" and summary.kept == 1
+    assert read_sample(ds / "one.wav", CURRENT).is_instrumental is True
