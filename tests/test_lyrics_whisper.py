@@ -85,6 +85,14 @@ def test_tiny_whisper_transcribes_chunks_with_word_times(tiny_whisper, documents
         assert (segment.start, segment.end) == (0.0, seconds)
         assert 0.0 <= segment.no_speech_prob <= 1.0 and segment.avg_logprob < 0.0
         assert segment.compression_ratio > 0 and segment.text
+    # the encoder runs once per batch of chunks (language step, generate and log-probabilities share it)
+    calls = []
+    hook = engine.model.get_encoder().register_forward_hook(lambda *a: calls.append(1))
+    try:
+        engine.transcribe_chunks(chunks)
+    finally:
+        hook.remove()
+    assert len(calls) == 2  # three chunks in batches of two
     # the same process keeps one copy of the model
     again = create_lyrics_engine(Settings(lyrics_engine="whisper", lyrics_model_id=str(tiny_whisper), device="cpu"))
     assert again.model is engine.model

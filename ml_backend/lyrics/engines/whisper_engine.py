@@ -1,6 +1,7 @@
 """LYRICS_ENGINE=whisper: any Whisper checkpoint through transformers (default openai/whisper-large-v3-turbo).
 
-Per batch of chunks (at most 30 s each, BATCH_SIZE at a time): the encoder runs once; one decoder step from
+Per batch of chunks (at most 30 s each, BATCH_SIZE at a time): the encoder runs once (its output is reused by
+every later step); one decoder step from
 <|startoftranscript|> gives each chunk's language probabilities and its no-speech probability (as Whisper itself
 computes them); the song's language is the one its chunks give most weight (by 1 - no-speech probability); then
 ``generate`` writes each chunk in that language with token timestamps from the cross-attention of the
@@ -100,7 +101,7 @@ class WhisperEngine:
         results: list[ChunkResult | None] = [None] * len(chunks)
         order = list(range(len(chunks)))
         batches = [order[i:i + self.batch_size] for i in range(0, len(order), self.batch_size)]
-        encoded = []  # per batch: (features, attention mask, language probabilities, no-speech probabilities)
+        encoded = []  # per batch: (attention mask, language probabilities, no-speech probabilities, encoder output)
         with self._lock:
             for batch in batches:
                 try:
@@ -127,7 +128,7 @@ class WhisperEngine:
     # --- steps ----------------------------------------------------------------------------------------------
 
     def _first_step(self, audios: list[np.ndarray]):
-        """Log-mel features, attention mask, each chunk's language probabilities (code -> p) and no-speech
+        """The features' attention mask, each chunk's language probabilities (code -> p) and no-speech
         probability from one decoder step at <|startoftranscript|>, and the encoder's output."""
         import torch
 
@@ -138,7 +139,7 @@ class WhisperEngine:
         input_features = features.input_features.to(model.device, model.dtype)
         start = torch.full((len(audios), 1), self.sot, dtype=torch.long, device=model.device)
         with torch.inference_mode():
-            encoded = model.get_encoder()(input_features).last_hidden_state  # reused by the log-prob pass
+            encoded = model.get_encoder()(input_features).last_hidden_state  # reused by generate and the log-probs
             logits = model(encoder_outputs=(encoded,), decoder_input_ids=start).logits[:, -1].float()
         probs = torch.softmax(logits, dim=-1)
         codes = list(self.lang_ids)
@@ -146,7 +147,7 @@ class WhisperEngine:
         lang_probs = torch.softmax(lang_logits, dim=-1).cpu().numpy()
         no_speech = probs[:, self.no_speech].cpu().numpy() if self.no_speech is not None else np.zeros(len(audios))
         languages = [dict(zip(codes, row)) for row in lang_probs]
-        return input_features, features.attention_mask.to(model.device), languages, no_speech, encoded
+        return features.attention_mask.to(model.device), languages, no_speech, encoded
 
     def _song_languages(self, chunks, batches, encoded) -> dict[int, str]:
         """The language code of each song: the one with the most probability over its chunks, each chunk weighted
@@ -155,7 +156,7 @@ class WhisperEngine:
         for batch, enc in zip(batches, encoded):
             if isinstance(enc, Exception):
                 continue
-            for i, probs, no_speech in zip(batch, enc[2], enc[3]):
+            for i, probs, no_speech in zip(batch, enc[1], enc[2]):
                 weight = max(1e-3, 1.0 - float(no_speech))
                 for code, p in probs.items():
                     totals[chunks[i].song][code] += weight * float(p)
@@ -165,11 +166,14 @@ class WhisperEngine:
         """Generate each chunk's text in its song's language with token timestamps; words, one segment each."""
         import torch
 
-        input_features, attention_mask, _, no_speech, encoded = enc
+        attention_mask, _, no_speech, encoded = enc
         model = self.model
-        with torch.inference_mode():
-            out = model.generate(input_features, attention_mask=attention_mask, language=languages,
-                                 task="transcribe", return_token_timestamps=True)
+        from transformers.modeling_outputs import BaseModelOutput
+
+        with torch.inference_mode():  # the encoder's output from the first step: it runs once per batch
+            out = model.generate(encoder_outputs=BaseModelOutput(last_hidden_state=encoded),
+                                 attention_mask=attention_mask, language=languages, task="transcribe",
+                                 return_token_timestamps=True)
         sequences = out["sequences"].cpu()
         stamps = out["token_timestamps"].cpu().float().numpy()
         prompts = [self._prompt(code) for code in languages]
