@@ -165,3 +165,11 @@ def test_default_output_folder_sits_beside_the_dataset(dataset, tmp_path):
     result = CliRunner().invoke(report_command, [str(copy), "--no-audio"])
     assert result.exit_code == 0, result.output
     assert (tmp_path / "songs-report" / "report.html").is_file() and not (copy / "report").exists()
+
+
+def test_a_folder_without_songs_gives_a_page_with_the_problem(tmp_path):
+    (tmp_path / "notes.json").write_text("{}")
+    doc, _, html_path = run_report(tmp_path, tmp_path.with_name(tmp_path.name + "-out"))
+    assert doc["counts"]["songs"] == 0
+    assert any("no audio files" in p["message"] for p in doc["problems"])
+    assert "no audio files" in html_path.read_text()

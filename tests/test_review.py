@@ -228,3 +228,18 @@ def test_compare_two_versions_in_one_command(tmp_path):
     assert doc["mode"] == "versions" and set(doc["versions"]) == {"prompt-a", "prompt-b"}
     assert doc["versions"]["prompt-b"]["mean_change"] == 0.0 < doc["versions"]["prompt-a"]["mean_change"]
     assert "Model versions side by side" in (tmp_path / "cmp" / "review.html").read_text()
+
+
+def test_unreachable_label_studio_is_a_message(tmp_path):
+    result = CliRunner().invoke(review_command, ["--project", "3", "--ls-url", "http://127.0.0.1:9", "--ls-token",
+                                                 "abc", "--out", str(tmp_path / "r")])
+    assert result.exit_code == 2 and "cannot reach Label Studio" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_an_export_without_annotations_still_gives_a_page(tmp_path):
+    export = tmp_path / "export.json"
+    export.write_text(json.dumps([a_task(1, [prediction(1, PREDICTED)], [])]))
+    doc, _, html_path = run_review(export, tmp_path / "out")
+    assert doc["counts"]["compared"] == 0 and doc["versions"] == {}
+    assert "Tasks changed most" in html_path.read_text()
