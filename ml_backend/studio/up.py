@@ -280,12 +280,34 @@ def start_label_studio(exe: Path, layout: Layout, state: UpState, host: str, por
     return child
 
 
-def start_backend(layout: Layout, state: UpState, engine: str, ls_url: str, port: int) -> Child:
+def choose_lyrics(environ=None) -> tuple[str, str]:
+    """(LYRICS_ENGINE, why): the environment's LYRICS_ENGINE when set; else openai when LYRICS_BASE_URL names a
+    transcription server; else whisper when torch sees a GPU (about 2 GB beside the description model) and none
+    on the CPU, where Whisper large-v3-turbo would take minutes per song (docs/lyrics.md)."""
+    environ = os.environ if environ is None else environ
+    if environ.get("LYRICS_ENGINE", "").strip():
+        return environ["LYRICS_ENGINE"].strip().lower(), "from LYRICS_ENGINE in the environment"
+    if environ.get("LYRICS_BASE_URL", "").strip():
+        return "openai", "a transcription server is set in LYRICS_BASE_URL"
+    try:
+        import torch
+
+        gpu = torch.cuda.is_available()
+    except Exception:  # no torch, or a broken CUDA install
+        gpu = False
+    if gpu:
+        return "whisper", "a GPU is present"
+    return "none", "no GPU found: no lyrics (set LYRICS_ENGINE=whisper or LYRICS_BASE_URL to change)"
+
+
+def start_backend(layout: Layout, state: UpState, engine: str, ls_url: str, port: int,
+                  lyrics: str = "none") -> Child:
     """Start the backend under gunicorn (its worker threads post predictions to ``ls_url``) and wait for
     ``/health``, which answers once the model is loaded."""
     import requests
 
-    env = dict(os.environ, ENGINE=engine, LABEL_STUDIO_URL=ls_url, LABEL_STUDIO_API_KEY=state.token,
+    env = dict(os.environ, ENGINE=engine, LYRICS_ENGINE=lyrics, LABEL_STUDIO_URL=ls_url,
+               LABEL_STUDIO_API_KEY=state.token,
                MODEL_DIR=str(layout.model_dir), LOCAL_FILES_DOCUMENT_ROOT=str(layout.files), PORT=str(port))
     child = start_child("the backend", [sys.executable, "-m", "gunicorn", "-c", "python:ml_backend._wsgi",
                                         "--bind", f"127.0.0.1:{port}"], env, layout.logs / "backend.log", layout.root)
@@ -295,13 +317,14 @@ def start_backend(layout: Layout, state: UpState, engine: str, ls_url: str, port
 
 
 def summary_lines(layout: Layout, state: UpState, ls_url: str, backend_url: str, engine: str, why: str,
-                  reused: bool) -> list[str]:
+                  reused: bool, lyrics: str = "none", lyrics_why: str = "") -> list[str]:
     """What ``up`` prints once everything runs: where to go, how to log in, what runs."""
     return [
         f"Label Studio: {ls_url}/  log in as {state.username} / {state.password}",
         f"Project:      {ls_url}/projects/{state.project_id}/  ({'reused' if reused else 'created'}: "
         f"\"{PROJECT_TITLE}\"; songs imported there are pre-annotated right away)",
         f"Backend:      {backend_url}/  ENGINE={engine} ({why})",
+        f"Lyrics:       LYRICS_ENGINE={lyrics}" + (f" ({lyrics_why})" if lyrics_why else ""),
         f"API token:    {state.token}  (for ls-acestep preannotate / convert --ls-token)",
         f"Data:         {layout.root}  (logs in {layout.logs})",
         "Press Ctrl-C to stop.",
@@ -351,6 +374,7 @@ def up_command(data_dir: Path | None, host: str, port: int, backend_port: int, e
     first_run = not layout.state.exists()
     save_state(layout.state, state)
     engine, why = choose_engine(engine)
+    lyrics, lyrics_why = choose_lyrics()
     venv = (ls_venv or layout.root / "ls-venv").resolve()
     exe = find_label_studio(venv) or install_label_studio(venv, say)
     ls_url, backend_url = f"http://127.0.0.1:{port}", f"http://127.0.0.1:{backend_port}"
@@ -365,12 +389,13 @@ def up_command(data_dir: Path | None, host: str, port: int, backend_port: int, e
         how = "first start: creating the database, about a minute" if first_run else f"reusing {layout.root}"
         say(f"starting Label Studio on {ls_url} ({how}) ...")
         children.append(start_label_studio(exe, layout, state, host, port))
-        say(f"starting the backend on {backend_url} with ENGINE={engine} ({why}) ...")
-        children.append(start_backend(layout, state, engine, ls_url, backend_port))
+        say(f"starting the backend on {backend_url} with ENGINE={engine} ({why}), LYRICS_ENGINE={lyrics} "
+            f"({lyrics_why}) ...")
+        children.append(start_backend(layout, state, engine, ls_url, backend_port, lyrics))
 
         reused = set_up_project(state, ls_url, backend_url)
         save_state(layout.state, state)
-        for line in summary_lines(layout, state, ls_url, backend_url, engine, why, reused):
+        for line in summary_lines(layout, state, ls_url, backend_url, engine, why, reused, lyrics, lyrics_why):
             click.echo(line)
         sys.stdout.flush()
         watch(children)
