@@ -106,11 +106,17 @@ def analyze(y: np.ndarray, sr: int) -> MusicAnalysis:
                              sections=[Section(0.0, round(duration, 3), "" if silent else "A",
                                                SILENCE if silent else "", round(float(_db(_rms(y))), 1))])
     feats = _features(y)
-    pulse = track(feats.onset, ANALYSIS_SR / HOP, ANALYSIS_SR, HOP)
-    bpm, beats = pulse.bpm, (pulse.beats if pulse.bpm else np.zeros(0))
+    # the pulse and the structure are read between a leading and a trailing silence (the jump out of silence
+    # is no onset), so silence added around a song moves every time by its length and changes nothing else
+    span = _music_span(feats.rms_db, duration)
+    f0, f1 = int(round(span[0] * ANALYSIS_SR / HOP)), int(round(span[1] * ANALYSIS_SR / HOP)) + 1
+    onset = feats.onset[f0:f1].copy()
+    onset[:1] = 0.0
+    pulse = track(onset, ANALYSIS_SR / HOP, ANALYSIS_SR, HOP)
+    bpm, beats = pulse.bpm, (pulse.beats + f0 * HOP / ANALYSIS_SR if pulse.bpm else np.zeros(0))
     keyscale, key_conf = _key(feats.chroma)
     key_conf = round(key_conf * min(1.0, duration / KEY_SURE_SECONDS), 3)  # a short clip says little
-    beat_frames = _grid_frames(beats, duration)
+    beat_frames = _grid_frames(beats, *span)
     chroma_b = _sync(feats.chroma, beat_frames * HOP // CHROMA_HOP)
     mfcc_b = _sync(feats.mfcc, beat_frames)
     onset_b = _sync(feats.onset[None, :], beat_frames)
@@ -122,7 +128,8 @@ def analyze(y: np.ndarray, sr: int) -> MusicAnalysis:
     bar_starts = np.arange(meter.phase, len(beat_frames), meter.beats_per_bar) if meter.confident else None
     sections = _sections(chroma_b, mfcc_b, rms_b, beat_frames, feats.rms_db, duration, bar_starts)
     sections = _carve_silence(sections, feats.rms_db, duration)
-    downbeats = [round(float(beats[i]), 3) for i in (bar_starts if bar_starts is not None else []) if i < len(beats)]
+    downbeats = [round(float(beat_frames[i] * HOP / ANALYSIS_SR), 3) for i in
+                 (bar_starts if bar_starts is not None else [])]
     return MusicAnalysis(duration=duration, bpm=bpm, beats=[round(float(b), 3) for b in beats],
                          keyscale=keyscale, key_confidence=key_conf, timesignature=meter.timesignature,
                          timesignature_confident=meter.confident, sections=sections,
@@ -207,14 +214,26 @@ def _features(y: np.ndarray) -> _Features:
                      rms_db=np.concatenate(rms_db), chroma=np.concatenate(chroma, axis=1))
 
 
-def _grid_frames(beats: np.ndarray, duration: float) -> np.ndarray:
-    """HOP-frame indices of the grid the structure is computed on: the beats, or half-second steps when there
-    are too few beats (music without a pulse). Lead-in and tail before the first and after the last beat are
-    not columns of their own; they join the first and last section."""
+def _music_span(rms_db: np.ndarray, duration: float) -> tuple[float, float]:
+    """(start, end) seconds of the song without a leading and a trailing silent run (see _silent_runs)."""
+    start, end = 0.0, duration
+    for lo, hi in _silent_runs(rms_db, duration):
+        if lo <= 0.0:
+            start = hi
+        elif hi >= duration - 1e-3:
+            end = lo
+    return (start, end) if end > start else (0.0, duration)
+
+
+def _grid_frames(beats: np.ndarray, start: float, end: float) -> np.ndarray:
+    """HOP-frame indices of the grid the structure is computed on, between `start` and `end` seconds: the
+    beats, or half-second steps when there are too few beats (music without a pulse). Lead-in and tail before
+    the first and after the last beat are not columns of their own; they join the first and last section."""
     if len(beats) < MIN_TEMPO_BEATS:
-        beats = np.arange(0.0, duration, 0.5)
+        beats = np.arange(start, end, 0.5)
     frames = np.round(np.asarray(beats) * ANALYSIS_SR / HOP).astype(int)
-    return np.unique(frames[frames <= int(duration * ANALYSIS_SR / HOP)])
+    keep = (frames >= int(start * ANALYSIS_SR / HOP)) & (frames <= int(end * ANALYSIS_SR / HOP))
+    return np.unique(frames[keep])
 
 
 def _sync(feature: np.ndarray, bounds: np.ndarray) -> np.ndarray:

@@ -58,7 +58,7 @@ def window_acf(onset: np.ndarray) -> np.ndarray:
     frames = frames - frames.mean(axis=1, keepdims=True)
     spectrum = np.fft.rfft(frames, 2 * win, axis=1)
     acf = np.fft.irfft(np.abs(spectrum) ** 2, axis=1)[:, :win]
-    acf /= np.maximum(acf[:, :1], 1e-12)
+    acf /= np.maximum(acf[:, :1], 1e-12)  # a window without any change (silence) stays all zero
     out = np.zeros((len(frames), ACF_WINDOW))
     out[:, :win] = acf
     return out
@@ -111,6 +111,7 @@ def track(onset: np.ndarray, fps: float, sr: int, hop: int) -> Pulse:
         return none
     contrast = np.percentile(onset, 95) / max(float(np.median(onset)), 1e-6)
     acfs = window_acf(onset)
+    acfs = acfs[acfs[:, 0] > 0.5] if np.any(acfs[:, 0] > 0.5) else acfs  # windows of silence say nothing
     mean_acf = acfs.mean(axis=0)
     period = choose_period(mean_acf, fps)
     strength = _at(mean_acf, period)
