@@ -13,6 +13,8 @@ from dataclasses import asdict
 
 import numpy as np
 
+from converters.stems import stem_and_ext
+
 from .compare import (ACCEPTED, ADDED, BOUNDARY_WINDOWS, CHANGED, CHOICE_FIELDS, REMOVED, TEXT_FIELDS, TaskChange,
                       describe, field_changes)
 from .pairs import Pair
@@ -48,7 +50,7 @@ def pair_row(pair: Pair, change: TaskChange, ls_url: str = "") -> dict:
         "task_id": pair.task_id,
         "project": pair.project,
         "link": task_link(ls_url, pair.project, pair.task_id),
-        "audio": pair.audio.rsplit("/", 1)[-1],
+        "audio": "".join(stem_and_ext(pair.audio)) if pair.audio else "",
         "annotation_id": pair.annotation.get("id"),
         "prediction_id": pair.prediction.get("id"),
         "model_version": pair.model_version,

@@ -191,6 +191,7 @@ def test_review_writes_json_and_a_self_contained_page(export, tmp_path):
     row = doc["tasks"][0]
     assert row["link"] == "http://ls.example:8080/projects/7/data?task=1"
     assert row["paired_by"] == PARENT and row["lead_time"] == 60.0
+    assert row["audio"] == "song1.wav"  # without Label Studio's upload prefix, as the dataset names it
 
     page = html_path.read_text()
     assert "http://ls.example:8080/projects/7/data?task=1" in page
