@@ -196,6 +196,10 @@ def run_import(options: Options, say, progress=None, studio: Studio | None = Non
         except OSError as exc:
             summary.skipped += 1
             _problem(summary, say, f"{item.label}: cannot read {exc.filename or item.audio}: {exc.strerror}")
+        except Exception as exc:  # one odd song must not end the run: report it and go on
+            summary.failed += 1
+            _problem(summary, say, f"{item.label}: unexpected {type(exc).__name__}: {exc}; please report this "
+                     "with the song's files")
         if progress is not None:
             progress(1, total)
     return summary
