@@ -482,8 +482,10 @@ class _PinnedConnection(http.client.HTTPConnection):
                 error = exc
         if sock is None:
             raise error or OSError("no address")
+        self.raw_sock = sock  # kept for the watchdog: http.client hands self.sock over to a closing response
         if self._tls:
             sock = ssl.create_default_context().wrap_socket(sock, server_hostname=self.host)
+            self.raw_sock = sock
         self.sock = sock
 
 
@@ -499,7 +501,7 @@ class _Watchdog:
 
     def _fire(self) -> None:
         self.fired = True
-        sock = self._conn.sock
+        sock = getattr(self._conn, "raw_sock", None)
         if sock is not None:
             try:
                 sock.shutdown(socket.SHUT_RDWR)
@@ -549,6 +551,7 @@ def _fetch(url: str, target: Path, headers: dict, source: MediaSource, who: str,
     conn = _PinnedConnection(host, port, addresses, parts.scheme.lower() == "https", timeout=left)
     path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
     headers = {"User-Agent": "ls-acestep", "Accept-Encoding": "identity", **headers}
+    response = None
     with _Watchdog(conn, left) as watchdog:
         try:
             conn.request("GET", path, headers=headers)
@@ -568,6 +571,8 @@ def _fetch(url: str, target: Path, headers: dict, source: MediaSource, who: str,
             raise MediaError(f"{who}: download from {_display(url)} broke off ({exc.__class__.__name__}); "
                              "run again") from None
         finally:
+            if response is not None:  # owns the socket when the server said Connection: close
+                response.close()
             conn.close()
 
 

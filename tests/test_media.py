@@ -340,14 +340,15 @@ def test_allowed_networks_and_hosts_only(tmp_path, hostile):
     assert resolve_audio(url, source).read_bytes() == b"RIFF-data"
 
 
-def test_trickling_server_is_cut_off_at_the_deadline(tmp_path, hostile):
+@pytest.mark.parametrize("route", ["/trickle", "/drip"])  # with a Content-Length, and until the connection closes
+def test_trickling_server_is_cut_off_at_the_deadline(tmp_path, hostile, route):
     started = time.monotonic()
     with pytest.raises(MediaError, match="FETCH_TIMEOUT=1 s") as err:
-        resolve_audio(f"{hostile.url}/trickle", MediaSource(cache_dir=tmp_path, timeout=1.0,
-                                                             allowed_hosts=LOOPBACK), task_id=5)
+        resolve_audio(f"{hostile.url}{route}", MediaSource(cache_dir=tmp_path, timeout=1.0,
+                                                           allowed_hosts=LOOPBACK), task_id=5)
     assert "task 5" in str(err.value)
-    assert time.monotonic() - started < 20  # the server would trickle 2**30 bytes, one per 0.2 s
-    assert hostile.left["/trickle"].wait(5)  # the connection was closed, not left open
+    assert time.monotonic() - started < 20  # the server would trickle for ever, one byte per 0.2 s
+    assert hostile.left[route].wait(5)  # the connection was closed, not left open
     assert not list(tmp_path.glob(".part-*"))
 
 

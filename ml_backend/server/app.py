@@ -16,8 +16,8 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 
-from flask import Flask, Response, jsonify, request
-from werkzeug.exceptions import HTTPException
+from flask import Flask, Response, current_app, jsonify, request
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from ml_backend.model import SongModel, get_model
 from ml_backend.prelabel import jobqueue, worker
@@ -70,7 +70,11 @@ def basic_auth_ok(settings: Settings, authorization) -> bool:
 
 
 def json_body() -> dict:
-    """The request's JSON object; raises ValueError with a message for a body that is not one."""
+    """The request's JSON object; raises ValueError with a message for a body that is not one, and 413 for a
+    chunked body that reaches MAX_REQUEST_MB (werkzeug stops reading it at the limit without saying so)."""
+    limit = current_app.config.get("MAX_CONTENT_LENGTH")
+    if limit and request.content_length is None and len(request.get_data(cache=True)) >= limit:
+        raise RequestEntityTooLarge()
     body = request.get_json(silent=True, force=True)
     if body is None:
         raise ValueError("the request body is not valid JSON; send Content-Type: application/json and a JSON object")

@@ -3,7 +3,8 @@ contact) that trickles, streams without end, redirects into loopback, and logs e
 
 Routes (GET):
 - ``/file/<name>``: the bytes registered with ``serve(name, data)``;
-- ``/trickle``: a 200 with a huge Content-Length, then one byte every ``trickle_seconds``, until the client leaves;
+- ``/trickle``: a 200 announcing 64 KiB, then one byte every ``trickle_seconds``, until the client leaves;
+- ``/drip``: like ``/trickle`` without Content-Length (the body ends when the connection closes);
 - ``/endless``: a 200 without Content-Length, then 64 KiB blocks until the client leaves;
 - ``/redirect?to=<url>``: 302 to ``<url>``;
 - ``/huge``: a 200 announcing 10 GiB (nothing sent after the headers).
@@ -25,7 +26,7 @@ class HostileServer:
         self.files: dict[str, bytes] = {}
         self.requests: list[tuple[str, dict]] = []
         self.sent: dict[str, int] = {}
-        self.left: dict[str, threading.Event] = {"/trickle": threading.Event(), "/endless": threading.Event()}
+        self.left: dict[str, threading.Event] = {p: threading.Event() for p in ("/trickle", "/drip", "/endless")}
         self.stop = threading.Event()
         server = self
 
@@ -39,7 +40,9 @@ class HostileServer:
                     if parts.path.startswith("/file/"):
                         self._file(parts.path[len("/file/"):])
                     elif parts.path == "/trickle":
-                        self._stream("/trickle", b"x", server.trickle_seconds, length=1 << 30)
+                        self._stream("/trickle", b"x", server.trickle_seconds, length=1 << 16)
+                    elif parts.path == "/drip":
+                        self._stream("/drip", b"x", server.trickle_seconds, length=None)
                     elif parts.path == "/endless":
                         self._stream("/endless", b"\0" * 65536, 0.0, length=None)
                     elif parts.path == "/redirect":
@@ -111,11 +114,13 @@ class HostileServer:
         self.httpd.server_close()
 
 
-def wait_for(predicate, seconds: float = 10.0) -> bool:
-    """Poll ``predicate`` until true or ``seconds`` pass (for events in another process or thread)."""
+def wait_for(predicate, seconds: float = 10.0):
+    """Poll ``predicate`` until it returns something true (returned) or ``seconds`` pass (for events in another
+    process or thread)."""
     end = time.monotonic() + seconds
     while time.monotonic() < end:
-        if predicate():
-            return True
+        value = predicate()
+        if value:
+            return value
         time.sleep(0.05)
     return predicate()
