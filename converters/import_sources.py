@@ -288,7 +288,8 @@ def read_source(source: Path) -> tuple[int, Iterator[Item], list[str]]:
         if not audio:
             raise SourceError(f"{source} holds no audio files ({' '.join(AUDIO)})")
         csv_metadata, csv_warnings = load_csv_metadata(source, CURRENT)
-        return len(audio), (folder_item(path, source, csv_metadata) for path in audio), \
+        return len(audio), (_safely(folder_item, path, str(path.relative_to(source)), path, source, csv_metadata)
+                            for path in audio), \
             [f"CSV {w}" for w in csv_warnings]
     if not is_dataset_json(source):
         raise SourceError(f"{source} is neither a folder nor an ACE-Step dataset .json file")
@@ -303,7 +304,16 @@ def read_source(source: Path) -> tuple[int, Iterator[Item], list[str]]:
     samples = data.get("samples") if isinstance(data, dict) else None
     if not isinstance(samples, list):
         raise SourceError(f"{source} is not an ACE-Step dataset file (no \"samples\" list)")
-    return len(samples), (dataset_item(s, i, source) for i, s in enumerate(samples)), []
+    return len(samples), (_safely(dataset_item, source, f"sample #{i + 1}", s, i, source)
+                          for i, s in enumerate(samples)), []
+
+
+def _safely(read, audio: Path, label: str, *args) -> Item:
+    """``read(*args)``; a song whose files hold something unforeseen is reported and skipped, not the run."""
+    try:
+        return read(*args)
+    except Exception as exc:  # untrusted files: one odd song must not end the import
+        return Item(Path(audio), label, error=f"cannot be read ({type(exc).__name__}: {exc}); skipped")
 
 
 __all__ = ["Item", "SourceError", "read_source", "content_key", "strict_keyscale", "INSTRUMENTAL"]
