@@ -66,8 +66,11 @@ class LyricsStage:
             return self._engine
 
     def load(self) -> None:
-        """Warm up: load the transcription model and the voice detector (no-op when lyrics are off)."""
-        if self.enabled and self.engine() is not None and self.limits.min_voice_seconds > 0:
+        """Warm up: load the transcription model and the voice detector; the log says whether lyrics are on."""
+        if not self.enabled:
+            log.info("lyrics: off (LYRICS_ENGINE=none)")
+            return
+        if self.engine() is not None and self.limits.min_voice_seconds > 0:
             from ml_backend.lyrics.voice import voice_activity
 
             voice_activity(np.zeros(SR, dtype=np.float32))

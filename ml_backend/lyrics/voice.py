@@ -3,7 +3,7 @@ downloaded) over 16 kHz audio in 32 ms frames.
 
 Whisper writes words over instrumental music; a voice-activity check is the guard that does not depend on the
 transcriber's own confidence. Silero's speech probability stays near 0 on rendered instrumental music and above
-0.5 on speech and on voice over music (measured on the test material: tests/test_lyrics_voice.py). Chunks
+0.5 on speech and on voice over music (checked on the test material in tests/test_lyrics_whisper.py). Chunks
 without any voiced frame are not sent to the transcriber at all, and a region with less than
 LYRICS_MIN_VOICE_SECONDS of voice keeps no words.
 """
