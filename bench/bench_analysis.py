@@ -6,11 +6,13 @@ Opus. Then, pinned to one core with every thread pool at one thread:
     the start-up warm-up), and the same process's second song (warm);
   - ours, warm: load_audio (16 kHz for the model) + analyze for every file, after warm_up();
   - yardstick: the textbook librosa pipeline on the same files (librosa.load at 22.05 kHz, beat_track,
-    chroma_cqt), measured in the same run.
+    chroma_cqt), measured in the same run;
+  - with --baseline REV: the analysis as it was at git revision REV (its music.py loaded beside ours), on the
+    same decoded audio in the same run, so a change to the analysis is measured as a ratio, not across runs.
 Prints, per file, seconds of audio, decode and analysis seconds, the real-time factor (audio seconds per
 second of work) and the ratio of the yardstick's time to ours.
 
-    python bench/bench_analysis.py [--minutes 3] [--songs 3] [--cpu 0] [--keep DIR]
+    python bench/bench_analysis.py [--minutes 3] [--songs 3] [--cpu 0] [--keep DIR] [--baseline REV]
 """
 
 from __future__ import annotations
@@ -87,6 +89,33 @@ def ours(path: Path) -> tuple[float, float, float]:
     return len(y) / MODEL_SR, t1 - t0, t2 - t1
 
 
+def load_baseline(rev: str):
+    """The `analyze` function of ml_backend/analysis/music.py at git revision `rev` (a self-contained module
+    then), loaded under another name."""
+    import importlib.util
+
+    source = subprocess.run(["git", "show", f"{rev}:ml_backend/analysis/music.py"], capture_output=True, text=True,
+                            check=True, cwd=ROOT).stdout
+    path = Path(tempfile.mkdtemp(prefix="bench-baseline-")) / "baseline_music.py"
+    path.write_text(source)
+    spec = importlib.util.spec_from_file_location("baseline_music", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["baseline_music"] = module  # dataclasses look their module up
+    spec.loader.exec_module(module)
+    module.warm_up()
+    return module.analyze
+
+
+def baseline_seconds(analyze_old, path: Path) -> float:
+    """Seconds the baseline analysis takes on the same decoded audio as ours."""
+    from ml_backend.analysis.audio import MODEL_SR, load_audio
+
+    y = load_audio(path, sr=MODEL_SR)
+    t0 = time.perf_counter()
+    analyze_old(y, MODEL_SR)
+    return time.perf_counter() - t0
+
+
 def yardstick(path: Path) -> float:
     """Seconds for the textbook librosa pipeline: load at 22.05 kHz, beat tracking, CQT chroma."""
     import librosa
@@ -107,6 +136,7 @@ def main() -> None:
     parser.add_argument("--cpu", type=int, default=None, help="CPU to pin to (default: the last one allowed)")
     parser.add_argument("--keep", type=Path, default=None, help="folder for the renders (kept and reused)")
     parser.add_argument("--no-yardstick", action="store_true", help="skip the librosa yardstick")
+    parser.add_argument("--baseline", default=None, help="git revision whose analysis to time beside ours")
     args = parser.parse_args()
 
     from tests.music import encode, render_song
@@ -139,20 +169,29 @@ def main() -> None:
           f"~{args.minutes:g} min")
     print(f"cold process: import {cold['import']:.2f} s, first song {cold['first']:.2f} s "
           f"(JIT compiles), second song {cold['second']:.2f} s; warm_up() in this process {warm_up_s:.2f} s\n")
-    print("| file | audio s | decode s | analysis s | real-time factor | yardstick s | yardstick / ours |")
-    print("|---|---:|---:|---:|---:|---:|---:|")
-    total_audio = total_ours = total_yard = 0.0
+    analyze_old = load_baseline(args.baseline) if args.baseline else None
+    print("| file | audio s | decode s | analysis s | real-time factor | analysis alone | baseline analysis s "
+          "| yardstick s | yardstick / ours |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    total_audio = total_ours = total_yard = total_analysis = total_old = 0.0
     for path in files:
         seconds, decode_s, analysis_s = ours(path)
         work = decode_s + analysis_s
         yard = yardstick(path) if not args.no_yardstick else float("nan")
+        old = baseline_seconds(analyze_old, path) if analyze_old else float("nan")
         total_audio += seconds
         total_ours += work
         total_yard += yard
+        total_analysis += analysis_s
+        total_old += old
         print(f"| {path.name} | {seconds:.0f} | {decode_s:.2f} | {analysis_s:.2f} | {seconds / work:.0f}x | "
-              f"{yard:.2f} | {yard / work:.1f}x |")
-    print(f"| **all** | {total_audio:.0f} | | | **{total_audio / total_ours:.0f}x** | {total_yard:.1f} | "
+              f"{seconds / analysis_s:.0f}x | {old:.2f} | {yard:.2f} | {yard / work:.1f}x |")
+    print(f"| **all** | {total_audio:.0f} | | {total_analysis:.1f} | **{total_audio / total_ours:.0f}x** | "
+          f"**{total_audio / total_analysis:.0f}x** | {total_old:.1f} | {total_yard:.1f} | "
           f"{total_yard / total_ours:.1f}x |")
+    if analyze_old:
+        print(f"\nanalysis alone: {total_analysis:.2f} s now, {total_old:.2f} s at {args.baseline} "
+              f"({total_analysis / total_old:.2f}x the baseline's time)")
 
 
 if __name__ == "__main__":
