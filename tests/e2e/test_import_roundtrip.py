@@ -188,3 +188,23 @@ def test_a_folder_under_the_local_files_root_is_referenced_not_uploaded(label_st
     assert len(tasks) == 3
     assert all(t.data["audio"].startswith("/data/local-files/?d=import-me/") for t in tasks)
     assert all(len(task_predictions(label_studio, t.id)) == 1 for t in tasks)
+
+
+def test_an_acestep_dataset_json_imports_with_its_own_model_version(label_studio, converted, tmp_path):
+    dataset = converted.parent / "acestep_dataset.json"
+    project = create_project(label_studio, "import dataset json")
+    args = ("import", str(dataset), "--ls-url", label_studio.url, "--ls-token", label_studio.token,
+            "--project", str(project))
+    run = cli(*args, cwd=tmp_path)
+    assert run.returncode == 0, run.stderr
+    tasks = list(label_studio.client().tasks.list(project=project))
+    assert len(tasks) == 3
+    predictions = {t.id: task_predictions(label_studio, t.id) for t in tasks}
+    assert all([p.model_version for p in ps] == ["import-acestep-dataset"] for ps in predictions.values())
+    vocal = next(t for t in tasks if t.data["audio"].endswith("-vocal.wav"))
+    result = predictions[vocal.id][0].result
+    caption = next(i for i in result if i["from_name"] == n.CAPTION)
+    assert caption["value"]["text"] == ["warm piano pop, close female vocal"]
+    lyrics = next(i for i in result if i["from_name"] == n.LYRICS)  # no times in a dataset JSON: song-level
+    assert lyrics["value"]["text"] == ["[Verse]\nmorning light\n\n[Chorus]\nwe rise\n(rise up)"]
+    assert "0 new task(s)" in cli(*args, cwd=tmp_path).stdout  # a re-run adds nothing
