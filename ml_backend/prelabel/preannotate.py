@@ -108,19 +108,25 @@ def _connect(ls_url: str, ls_token: str, project_id: int):
 
 def run(model, client, tasks: list[dict], label_config: str, concurrency: int, report,
         replace: bool = False) -> RunSummary:
-    """Predict and post ``tasks`` with ``concurrency`` tasks in flight; ``report(outcome)`` after each one. On
-    Ctrl-C, tasks not started are dropped and the ones in flight are finished (raises _Interrupted with the
-    summary); a second Ctrl-C abandons them (KeyboardInterrupt)."""
+    """Predict and post ``tasks`` with ``concurrency`` tasks in flight; ``report(outcome)`` after each one. Each
+    task's audio is downloaded in its own thread; the tasks waiting for the model then share one model call
+    (``worker.SongBatcher``: their windows are batched together). On Ctrl-C, tasks not started are dropped and
+    the ones in flight are finished (raises _Interrupted with the summary); a second Ctrl-C abandons them
+    (KeyboardInterrupt)."""
     from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 
-    from ml_backend.prelabel.worker import JobFailed, TaskOutcome, predict_and_post
+    from ml_backend.prelabel.worker import JobFailed, SongBatcher, TaskOutcome
 
     summary = RunSummary(tasks=len(tasks))
     started = time.perf_counter()
+    batcher = SongBatcher()
 
     def one(task: dict) -> TaskOutcome:
         try:
-            return predict_and_post(model, client, task, label_config, replace=replace)
+            fetch = getattr(model, "fetch_audio", None)
+            if fetch is not None:
+                fetch(task, label_config)  # downloads side by side, outside the model call
+            return batcher.predict_and_post(model, client, task, label_config, replace=replace)
         except JobFailed as exc:
             return TaskOutcome(int(task["id"]), "failed", str(exc))
         except Exception as exc:  # one task's surprise must not end the run
@@ -185,9 +191,9 @@ class _Interrupted(Exception):
 @click.option("--only-missing/--all", default=True, show_default=True,
               help="Skip tasks that already hold a prediction of the current model version; --all predicts every "
                    "task again and replaces its prediction of this version.")
-@click.option("--concurrency", type=click.IntRange(1, 64), default=2, show_default=True,
-              help="Tasks in flight: downloads and analysis overlap with the model, which runs one batch at a "
-                   "time.")
+@click.option("--concurrency", type=click.IntRange(1, 64), default=4, show_default=True,
+              help="Tasks in flight: their downloads run side by side, and the songs waiting for the model "
+                   "share one model call (their windows are batched together, up to 4 songs).")
 @click.option("--limit", type=click.IntRange(1), default=None, help="Predict at most this many tasks (a sample).")
 @click.option("--engine", type=click.Choice(["auto", "transformers", "openai", "dsp"]), default="auto",
               show_default=True, help="auto: $ENGINE when set, else transformers with a GPU and dsp without (as "

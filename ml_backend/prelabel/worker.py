@@ -6,7 +6,11 @@ shares the model the process already loaded for ``/predict`` instead of loading 
 ``QUEUE_URL=redis://...`` the backends of several machines work one queue; set ``QUEUE_WORKERS=0`` on a machine
 that should only take webhooks.
 
-``predict_and_post`` is also what ``ls-acestep preannotate`` runs for each task.
+Jobs whose audio is fetched wait for the model together: the first to get it predicts the songs of all waiting
+jobs of its project (up to SONGS_PER_CALL) in one ``SongModel.predict_tasks`` call (``SongBatcher``), so the engine
+batches the windows of several songs; each job is still posted, completed or failed on its own.
+
+``predict_and_post_many`` is also what ``ls-acestep preannotate`` runs for each group of tasks.
 """
 
 from __future__ import annotations
@@ -28,6 +32,10 @@ IDLE_POLL_SECONDS = 1.0  # how often an idle worker looks for due jobs
 # most FETCH_TIMEOUT), their predictions one after the other.
 JOB_SLOTS = 4
 LABEL_CONFIG_TTL = 60.0  # seconds a project's label config is reused before it is read again
+# Songs handed to the model in one call when that many wait for it: the part-filled last batch of each song is
+# topped up by the next song's windows; few enough that one call's decoded audio stays small (16 kHz float32:
+# 19 MB per 5 minutes) and a job's lease (15 min) outlasts the call.
+SONGS_PER_CALL = 4
 
 
 class JobFailed(Exception):
@@ -79,12 +87,38 @@ def predict_and_post(model, client, task: dict, label_config: str, replace: bool
     """Predict one task (``{"id", "data", "predictions"}``) and post the prediction, unless the task already holds
     a real one of the model's current version (``has_version``); with ``replace``, predict anyway. After posting,
     the task's older predictions of the version and its failed markers are deleted (a task never keeps two). Raises JobFailed when no prediction could be made or posted."""
+    outcome = predict_and_post_many(model, client, [task], label_config, replace)[0]
+    if isinstance(outcome, Exception):
+        raise outcome
+    return outcome
+
+
+def predict_and_post_many(model, client, tasks: list[dict], label_config: str,
+                          replace: bool = False) -> list[TaskOutcome | JobFailed]:
+    """``predict_and_post`` for several tasks of one project: the songs to predict go to the model in ONE
+    ``predict_tasks`` call (their windows share the engine's batches), then each is posted on its own. Returns
+    one entry per task, in order: its TaskOutcome, or the JobFailed saying why it failed."""
     version = model.model_version()
+    outcomes: list = [None] * len(tasks)
+    todo = []
+    for index, task in enumerate(tasks):
+        if has_version(superseded(task.get("predictions"), version), version) and not replace:
+            outcomes[index] = TaskOutcome(int(task["id"]), "skipped", f"already has a {version} prediction")
+        else:
+            todo.append(index)
+    results = model.predict_tasks([tasks[i] for i in todo], label_config) if todo else []
+    for index, result in zip(todo, results):
+        try:
+            outcomes[index] = _post(client, tasks[index], result, version)
+        except JobFailed as exc:
+            outcomes[index] = exc
+    return outcomes
+
+
+def _post(client, task: dict, outcome, version: str) -> TaskOutcome:
+    """Post one task's prediction (a ``model.TaskResult``) and delete what it replaces; raises JobFailed."""
     task_id = int(task["id"])
     old = superseded(task.get("predictions"), version)
-    if has_version(old, version) and not replace:
-        return TaskOutcome(task_id, "skipped", f"already has a {version} prediction")
-    outcome = model.predict_tasks([task], label_config)[0]
     prediction = outcome.prediction
     if not prediction.get("result"):
         raise JobFailed(outcome.failure or "the model returned an empty prediction; see the backend log")
@@ -122,6 +156,56 @@ def fetch_task(client, project_id: int, task_id: int) -> dict:
 
 
 @dataclass
+class _Waiting:
+    """One task waiting for the model in a SongBatcher; ``result`` is set once its group was predicted."""
+
+    task: dict
+    label_config: str
+    result: object = None
+    done: bool = False
+
+
+class SongBatcher:
+    """Predicts the tasks that wait for the model at the same moment in one call.
+
+    Each caller of ``predict_and_post`` adds its task to the waiting list and queues for the model; the first to
+    get it takes its own task and the other waiting tasks of the same label config (up to ``songs_per_call``),
+    predicts and posts them together, and leaves every task's outcome with its caller. Nothing waits on
+    purpose: a task alone is predicted alone."""
+
+    def __init__(self, songs_per_call: int = SONGS_PER_CALL):
+        self.songs_per_call = max(1, songs_per_call)
+        self._waiting: list[_Waiting] = []
+        self._list_lock = threading.Lock()
+        self._model_lock = threading.Lock()  # one model call at a time
+        self.calls: list[list[int]] = []  # task ids of each model call (what tests and logs look at)
+
+    def predict_and_post(self, model, client, task: dict, label_config: str, replace: bool = False) -> TaskOutcome:
+        """Like the module's ``predict_and_post`` (raises JobFailed), sharing the model call with waiting tasks."""
+        mine = _Waiting(task, label_config)
+        with self._list_lock:
+            self._waiting.append(mine)
+        with self._model_lock:
+            if not mine.done:
+                with self._list_lock:
+                    others = [w for w in self._waiting if w is not mine and w.label_config == label_config]
+                    group = [mine, *others[:self.songs_per_call - 1]]
+                    self._waiting = [w for w in self._waiting if all(w is not g for g in group)]
+                self.calls.append([int(w.task["id"]) for w in group])
+                if len(group) > 1:
+                    log.info("predicting %d songs in one model call (tasks %s)", len(group), self.calls[-1])
+                try:
+                    outcomes = predict_and_post_many(model, client, [w.task for w in group], label_config, replace)
+                except Exception as exc:  # e.g. a label config without an Audio object: the whole group
+                    outcomes = [exc] * len(group)
+                for waiting, outcome in zip(group, outcomes):
+                    waiting.result, waiting.done = outcome, True
+        if isinstance(mine.result, Exception):
+            raise mine.result
+        return mine.result
+
+
+@dataclass
 class Worker:
     """One worker loop over the queue. ``run_once`` handles at most one job (tests call it directly)."""
 
@@ -133,7 +217,7 @@ class Worker:
     current: object = None  # the job being worked on, released on shutdown
     stop: threading.Event = field(default_factory=threading.Event)
     held: dict = field(default_factory=dict)  # id(job) -> job claimed by run()'s slots, released on shutdown
-    predict_lock: threading.Lock = field(default_factory=threading.Lock)  # one prediction at a time per worker
+    batcher: SongBatcher = field(default_factory=SongBatcher)  # one model call at a time, shared by waiting jobs
 
     def _client(self):
         if self.client is None:
@@ -172,8 +256,7 @@ class Worker:
         task = fetch_task(client, job.project_id, job.task_id)
         label_config = self._label_config(job.project_id)
         self._model().fetch_audio(task, label_config)  # downloads side by side, outside the prediction lock
-        with self.predict_lock:
-            return predict_and_post(self._model(), client, task, label_config)
+        return self.batcher.predict_and_post(self._model(), client, task, label_config)
 
     def run_once(self) -> TaskOutcome | None:
         """Claim one due job and handle it; None when the queue has nothing due."""

@@ -182,6 +182,7 @@ class TransformersEngine:
         self.top_p = top_p
         self.min_new_tokens = min_new_tokens
         self.seed = seed
+        self.prefill_apart = True  # see _generate; False: one left-padded prefill per batch (the benchmark's baseline)
         self.loaded = load_model(model_id, device)
 
     @classmethod
@@ -267,18 +268,17 @@ class TransformersEngine:
     # ------------------------------------------------------------------------------------------ generate
 
     def _generate(self, conversations: list[list[dict]], audios: list[np.ndarray] | None) -> list[str]:
-        """Run one left-padded batch through generate() and decode only the new tokens."""
+        """Run one batch through generate() and decode only the new tokens.
+
+        Qwen2-Audio windows of a batch are prefilled one at a time and decoded together (``_prefill_apart``):
+        windows differ in length (25 audio tokens a second, prompts with more or fewer parts), and a left-padded
+        prefill pays for the padding and, on the CPU, for attention with a padding mask, which took longer than
+        prefilling each window alone; decoding is where a batch pays (one pass of the weights per step for all)."""
         import torch
 
         lm = self.loaded
         prompts = [lm.processor.apply_chat_template(c, add_generation_prompt=True, tokenize=False)
                    for c in conversations]
-        kwargs = {"text": prompts, "return_tensors": "pt", "padding": True}
-        if audios is not None:
-            kwargs.update(audio=audios, sampling_rate=MODEL_SR)
-        inputs = lm.processor(**kwargs).to(lm.device)
-        if "input_features" in inputs:
-            inputs["input_features"] = inputs["input_features"].to(lm.dtype)
         gen = {"max_new_tokens": self.max_new_tokens, "do_sample": self.temperature > 0}
         if self.temperature > 0:
             gen.update(temperature=self.temperature, top_p=self.top_p, top_k=0)
@@ -288,13 +288,73 @@ class TransformersEngine:
             if self.temperature > 0:
                 torch.manual_seed(self.seed)  # generate() takes no generator; under the lock this is per batch
             try:
-                out = lm.model.generate(**inputs, **gen)
+                if self.prefill_apart and audios is not None and len(prompts) > 1 and lm.family == "qwen2_audio":
+                    input_ids, out = self._prefill_apart(prompts, audios, gen)
+                else:
+                    inputs = self._inputs(prompts, audios)
+                    input_ids = inputs["input_ids"]
+                    out = lm.model.generate(**inputs, **gen)
             except Exception:
                 if lm.device.startswith("cuda"):
                     torch.cuda.empty_cache()  # give the retry the memory this batch held
                 raise
-        new_tokens = out[:, inputs["input_ids"].shape[1]:]
+        new_tokens = out[:, input_ids.shape[1]:]
         return lm.processor.batch_decode(new_tokens, skip_special_tokens=True, clean_up_tokenization_spaces=False)
+
+    def _inputs(self, prompts: list[str], audios: list[np.ndarray] | None):
+        """The processor's tensors for a left-padded batch, on the model's device and dtype."""
+        lm = self.loaded
+        kwargs = {"text": prompts, "return_tensors": "pt", "padding": True}
+        if audios is not None:
+            kwargs.update(audio=audios, sampling_rate=MODEL_SR)
+        inputs = lm.processor(**kwargs).to(lm.device)
+        if "input_features" in inputs:
+            inputs["input_features"] = inputs["input_features"].to(lm.dtype)
+        return inputs
+
+    def _prefill_apart(self, prompts: list[str], audios: list[np.ndarray], gen: dict):
+        """Prefill each window alone (no padding, causal attention without a mask) up to its last prompt token,
+        join the key/value caches left-padded into one batch, and let generate() go on from there: it runs the
+        last prompt token of every row and decodes them together. Returns (padded input ids, generate output)."""
+        import torch
+        from transformers import DynamicCache
+
+        lm = self.loaded
+        rows, caches = [], []
+        for prompt, audio in zip(prompts, audios):
+            inputs = self._inputs([prompt], [audio])
+            ids = inputs["input_ids"]
+            out = lm.model(input_ids=ids[:, :-1], attention_mask=inputs["attention_mask"][:, :-1],
+                           input_features=inputs["input_features"],
+                           feature_attention_mask=inputs["feature_attention_mask"], use_cache=True)
+            rows.append(ids[0])
+            caches.append(out.cache)
+            del out
+        width = max(r.shape[0] for r in rows)
+        input_ids = torch.full((len(rows), width), lm.processor.tokenizer.pad_token_id, dtype=rows[0].dtype,
+                               device=rows[0].device)
+        mask = torch.zeros_like(input_ids)
+        for i, row in enumerate(rows):
+            input_ids[i, width - row.shape[0]:] = row
+            mask[i, width - row.shape[0]:] = 1
+        layers = []
+        for layer in range(len(caches[0].layers)):
+            layers.append((_left_pad_cat([c.layers[layer].keys for c in caches], width - 1),
+                           _left_pad_cat([c.layers[layer].values for c in caches], width - 1)))
+            for c in caches:  # free each window's copy as soon as it is joined
+                c.layers[layer].keys = c.layers[layer].values = None
+        cache = DynamicCache(ddp_cache_data=layers)
+        del caches, layers
+        return input_ids, lm.model.generate(input_ids=input_ids, attention_mask=mask, cache=cache, **gen)
+
+
+def _left_pad_cat(tensors: list, length: int):
+    """Cache tensors of shape (1, heads, tokens, dim) left-padded with zeros to ``length`` tokens and stacked
+    into one batch (the padding is masked out, so its values never count)."""
+    import torch
+
+    padded = [torch.nn.functional.pad(t, (0, 0, length - t.shape[2], 0)) for t in tensors]
+    return torch.cat(padded, dim=0)
 
 
 def _short(exc: BaseException, limit: int = 300) -> str:
