@@ -195,3 +195,29 @@ def lyrics_checks(audio: Path, sidecar: dict) -> list[tuple[Path, str, str]]:
                     "[Instrumental]" + ("" if not has_words(sidecar.get("lyrics")) else
                                         " although the sidecar has lyrics (ACE-Step reads none from the JSON)")))
     return out
+
+
+def dataset_json_checks(path: Path) -> list[tuple[Path, str, str]]:
+    """An ACE-Step dataset file (``{metadata, samples}``): every sample's audio must exist, and ACE-Step loads the
+    file only when it and the audio lie under its working directory."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError) as exc:
+        return [(path, "problem", f"not readable as JSON ({type(exc).__name__}); ACE-Step cannot load it")]
+    samples = data.get("samples") if isinstance(data, dict) else None
+    if not isinstance(samples, list):
+        return [(path, "problem", "no \"samples\" list: not an ACE-Step dataset file")]
+    out: list[tuple[Path, str, str]] = []
+    relative = 0
+    for number, sample in enumerate(samples, 1):
+        ref = sample.get("audio_path") if isinstance(sample, dict) else None
+        if not isinstance(ref, str) or not ref:
+            out.append((path, "problem", f"sample #{number} has no audio_path"))
+        elif not Path(ref).is_absolute():
+            relative += 1
+        elif not Path(ref).is_file():
+            out.append((path, "problem", f"sample #{number}: audio {ref} does not exist"))
+    out.append((path, "note", "ACE-Step loads this file only when it and every audio path in it lie under the "
+                "directory ACE-Step runs in (links resolved)" + (f"; {relative} relative audio path(s) are read "
+                                                                 "from there" if relative else "")))
+    return out

@@ -22,9 +22,9 @@ from label_config.vocabulary import (
     BPM_MAX, BPM_MIN, LANGUAGES, TIME_SIGNATURES, normalize_keyscale, normalize_language, normalize_timesignature,
 )
 
-from .acestep_check import SongView, song_views, view_findings
+from .acestep_check import SongView, dataset_json_checks, song_views, view_findings
 from .acestep_readers import CURRENT, EARLY, Release
-from .outputs import OUTPUT_FILES, STATE_DIR
+from .outputs import ACESTEP_DATASET, OUTPUT_FILES, STATE_DIR
 
 OTHER_AUDIO = (".aac", ".aif", ".aiff", ".wma", ".alac", ".mp4", ".webm", ".mka", ".ape", ".wv")
 _KEYSCALE = re.compile(r"^[A-G][#b]? (major|minor)$")
@@ -114,6 +114,9 @@ def validate_report(folder: Path, releases: tuple[Release, ...] = (CURRENT, EARL
     findings.extend(Finding(folder, "problem", f"CSV {warning}") for warning in csv_warnings)
     for view in views:
         findings.extend(Finding(path, level, message) for path, level, message in view_findings(view))
+    dataset_file = folder / ACESTEP_DATASET
+    if dataset_file.is_file():
+        findings.extend(Finding(path, level, message) for path, level, message in dataset_json_checks(dataset_file))
     return findings, views
 
 

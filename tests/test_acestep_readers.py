@@ -438,3 +438,14 @@ def test_a_song_that_lost_its_words_loses_our_lyrics_file_but_not_a_hand_edited_
     assert not (ds / "one.txt").exists()  # ours: removed, the song is instrumental again for ACE-Step
     assert (ds / "two.txt").read_text() == "[Verse]\nwords, fixed by hand\n" and summary.kept == 1
     assert read_sample(ds / "one.wav", CURRENT).is_instrumental is True
+
+
+def test_validate_checks_the_dataset_json_audio_and_names_the_working_directory_rule(converted):
+    out = converted.parent
+    code, output = _validate(out)
+    assert code == 0, output
+    assert "acestep_dataset.json: note: ACE-Step loads this file only when it and every audio path" in output
+    (converted / "inst.wav").unlink()
+    (converted / "inst.json").unlink()
+    code, output = _validate(out)
+    assert code == 1 and "acestep_dataset.json: problem: sample #2: audio" in output and "does not exist" in output
