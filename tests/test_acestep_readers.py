@@ -449,3 +449,20 @@ def test_validate_checks_the_dataset_json_audio_and_names_the_working_directory_
     (converted / "inst.json").unlink()
     code, output = _validate(out)
     assert code == 1 and "acestep_dataset.json: problem: sample #2: audio" in output and "does not exist" in output
+
+
+def test_a_prediction_without_lyrics_is_vocals_unknown_not_instrumental(tmp_path):
+    from tests.test_convert import prediction
+
+    _wav(tmp_path / "media" / "upload" / "1" / "0000000a-song.wav", 11)
+    predicted = [text("caption", "model caption"), number("bpm", 100),
+                 *region("r1", 0.0, 11.0, "Verse", notes="a voice sings over guitar")]
+    export = write_export(tmp_path / "e.json", [task(1, "/data/upload/1/0000000a-song.wav",
+                                                     predictions=[prediction(5, predicted)])])
+    summary = convert(Options(export, tmp_path / "out", MediaSource(media_root=tmp_path / "media"),
+                              use_predictions=True), say=lambda _: None)
+    assert summary.from_predictions == 1
+    side = json.loads((tmp_path / "out" / "dataset" / "song.json").read_text())
+    assert side["is_instrumental"] is None and side["vocal_language"] == "unknown" and "language" not in side
+    report = json.loads((tmp_path / "out" / "conversion_report.json").read_text())
+    assert "vocals unknown" in " ".join(report["warnings"][0]["warnings"])
