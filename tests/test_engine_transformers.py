@@ -81,6 +81,23 @@ def test_batched_equals_one_at_a_time_for_greedy_decoding(engine, one_at_a_time)
     assert [d.raw_text for d in engine.describe_windows(windows())] == one_at_a_time
 
 
+def test_prefill_apart_and_padded_prefill_give_the_texts_of_one_at_a_time(tiny_model_dir, one_at_a_time):
+    """A batch is prefilled window by window and decoded together (joined caches, left-padded): same texts as
+    a left-padded prefill and as one window at a time, also for packed windows whose prompts differ in length."""
+    batched = TransformersEngine(str(tiny_model_dir), device="cpu", batch_size=5, max_new_tokens=8, min_new_tokens=8)
+    assert batched.prefill_apart
+    assert [d.raw_text for d in batched.describe_windows(windows())] == one_at_a_time
+    packed = windows()
+    packed[1].parts = ((packed[1].start, packed[1].start + 3.0), (packed[1].start + 3.0, packed[1].end))
+    packed[1].prompt = SHORT_PROMPT + " Parts: {part_list}"
+    single = TransformersEngine(str(tiny_model_dir), device="cpu", batch_size=1, max_new_tokens=8, min_new_tokens=8)
+    reference = [d.raw_text for d in single.describe_windows(packed)]
+    assert reference[1] != one_at_a_time[1]  # the part list reached the model
+    assert [d.raw_text for d in batched.describe_windows(packed)] == reference
+    batched.prefill_apart = False
+    assert [d.raw_text for d in batched.describe_windows(packed)] == reference
+
+
 def test_window_length_goes_into_the_prompt(engine):
     (req,) = windows([7.5], prompt=DEFAULT_ANALYSIS_PROMPT)
     conversation = engine._conversation(req)
