@@ -144,6 +144,26 @@ def test_letters_to_labels(form, loud, labels):
     assert letters_to_labels(_sections(form, loud)) == labels
 
 
+@pytest.mark.parametrize("form", ["ABCDEFGH", "ABCDEB", "AABBCCDD", "ABCBDBEBFB", "AAAAAA"])
+def test_no_label_holds_more_than_60_percent_of_five_or_more_regions(form):
+    """Through-composed music (few or no repeats) must not become a row of one label."""
+    sections = [Section(10.0 * i, 10.0 * (i + 1), ch, "", -30.0 + 3.0 * ((i * 7) % 5)) for i, ch in enumerate(form)]
+    labels = letters_to_labels(sections)
+    assert max(labels.count(x) for x in set(labels)) <= 0.6 * len(labels), labels
+    assert all(labels[i] == labels[j] for i in range(len(form)) for j in range(len(form))
+               if form[i] == form[j] and 0 < i and 0 < j and i < len(form) - 1 and j < len(form) - 1
+               and form.count(form[i]) <= 0.6 * len(form))  # a repeated part keeps one label
+
+
+def test_a_long_opening_is_not_all_intro_and_a_quiet_repeated_ending_is_an_outro():
+    starts = [0.0, 5.0, 20.0, 35.0, 50.0, 65.0, 80.0, 95.0]  # a 5 s opening, two 15 s parts, then A B A B
+    sections = [Section(a, b, ch, "", -20.0 if ch == "B" else -28.0) for a, b, ch in zip(starts, starts[1:], "CDEABAB")]
+    assert letters_to_labels(sections) == ["Intro", "Verse", "Verse", "Verse", "Chorus", "Verse", "Chorus"]
+    ending = _sections("ABABAB", "B")
+    ending[-1].loudness = -40.0  # the last chorus fades away
+    assert letters_to_labels(ending)[-1] == "Outro"
+
+
 def test_letters_to_labels_stays_inside_the_allowed_labels():
     sections = _sections("DABABCE", "B")
     assert letters_to_labels(sections, ["Verse", "Chorus", "Instrumental"]) == [

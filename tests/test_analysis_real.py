@@ -225,3 +225,20 @@ def test_a_splice_of_two_recordings_is_a_boundary(clips, clip_dir):
         print(f"splice {first} | {second} at {SPLICE_AT} s: boundaries {[round(c, 1) for c in cuts]}")
     print("splices found:", spliced)
     assert spliced.value >= MIN_SPLICE_RATE
+
+
+@pytest.mark.parametrize("source, tempo", [
+    (WESNOTH / "breaking_the_chains.ogg", 144.0),  # the whole 214 s track the issue reported without a bpm
+    (TOMATOES, 132.0),
+])
+def test_whole_tracks_get_their_tempo_and_varied_labels(source, tempo):
+    """Whole real tracks: the steady pulse is found (within 3 %, any octave listeners tap), and their many
+    regions are not a row of one label."""
+    from ml_backend.analysis.music import letters_to_labels
+
+    if not source.exists():
+        pytest.skip(f"{source} is missing: install the Debian music packages of .ci/run")
+    a = _analyze(source)
+    assert a.bpm is not None and min(abs(a.bpm / (tempo * k) - 1) for k in (0.5, 1, 2)) <= 0.03, a.bpm
+    labels = [x for x, s in zip(letters_to_labels(a.sections), a.sections) if s.label != "Silence"]
+    assert len(labels) >= 5 and max(labels.count(x) for x in set(labels)) <= 0.6 * len(labels), labels
