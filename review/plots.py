@@ -67,8 +67,9 @@ def histogram(series: dict[str, list[float]], title: str, xlabel: str, bins=20, 
     fig, ax = _figure()
     every = np.concatenate([np.asarray(v, dtype=float) for v in series.values()])
     lo, hi = value_range or (float(every.min()), float(every.max()))
-    if hi <= lo:
-        lo, hi = lo - 0.5, hi + 0.5
+    if hi <= lo:  # one value: a narrow range around it (never below zero for a positive quantity)
+        spread = max(abs(lo) * 0.1, 0.5) if lo <= 0 else lo * 0.1
+        lo, hi = lo - spread, hi + spread
     edges = np.histogram_bin_edges(every, bins=bins, range=(lo, hi))
     for index, (name, values) in enumerate(series.items()):
         colour = SERIES[index % len(SERIES)]
@@ -96,8 +97,9 @@ def bars(counts: dict[str, int], title: str, xlabel: str = "", colours: dict[str
     labels = [k for k, _ in items]
     ax.bar(range(len(items)), [v for _, v in items], width=0.6, color=[(colours or {}).get(k, SERIES[0]) for k in labels],
            edgecolor="white", linewidth=0.5)
-    ax.set_xticks(range(len(items)), labels, rotation=60 if len(items) > 8 else 0,
-                  ha="right" if len(items) > 8 else "center")
+    crowded = len(items) > 8 or (len(items) > 4 and max(len(k) for k in labels) > 5)
+    ax.set_xticks(range(len(items)), labels, rotation=45 if crowded else 0, ha="right" if crowded else "center",
+                  rotation_mode="anchor" if crowded else "default")
     _title(ax, title, xlabel, "songs")
     return data_uri(fig)
 
