@@ -55,6 +55,21 @@ def test_voice_activity_hears_the_voice_and_not_the_music(documents):
         voice_activity(np.zeros(SR), sr=44100)
 
 
+def test_voice_activity_leaves_torchs_thread_count_alone(monkeypatch):
+    import sys
+
+    import torch
+
+    import ml_backend.lyrics.voice as voice
+
+    monkeypatch.setattr(voice, "_MODEL", None)
+    for name in [m for m in sys.modules if m.startswith("silero_vad")]:  # imported afresh: it sets 1 thread
+        monkeypatch.delitem(sys.modules, name)
+    torch.set_num_threads(2)
+    voice_activity(np.zeros(SR, dtype=np.float32))
+    assert torch.get_num_threads() == 2
+
+
 def test_voiced_seconds_counts_frames_in_the_window():
     activity = VoiceActivity(np.array([0.9] * 10 + [0.1] * 10, dtype=np.float32), frame_seconds=0.1)
     assert activity.voiced_seconds(0, 2) == pytest.approx(1.0)

@@ -40,9 +40,17 @@ class VoiceActivity:
 def _model():
     global _MODEL
     if _MODEL is None:
-        from silero_vad import load_silero_vad
+        import torch
 
-        _MODEL = load_silero_vad()  # the TorchScript model packaged with silero-vad (about 2 MB)
+        threads = torch.get_num_threads()
+        try:
+            from silero_vad import load_silero_vad
+
+            _MODEL = load_silero_vad()  # the TorchScript model packaged with silero-vad (about 2 MB)
+        finally:
+            # silero_vad sets torch's thread count to 1 for the whole process when imported; every other model
+            # of the process (a CPU description engine, Whisper) would then run on one core
+            torch.set_num_threads(threads)
     return _MODEL
 
 
