@@ -40,6 +40,25 @@ FETCH_PARALLEL = 8
 MAX_PENDING_AUDIO_SECONDS = 3600.0
 
 
+_WARM_LOCK = threading.Lock()  # the first analysis imports librosa, whose lazy loader is not thread-safe
+_analysis_warm = False
+
+
+def warm_analysis() -> None:
+    """Run the analysis once on a synthetic clip (imports, JIT code), one thread at a time: the server warms up in
+    a background thread while it already answers, and a request that needs the analysis meanwhile waits here
+    instead of importing librosa beside it. Later calls return at once."""
+    global _analysis_warm
+    if _analysis_warm:
+        return
+    with _WARM_LOCK:
+        if not _analysis_warm:
+            from ml_backend.analysis.music import warm_up
+
+            warm_up()
+            _analysis_warm = True
+
+
 class TaskError(Exception):
     """This task cannot be predicted (audio missing, unreadable, undecodable); the message says why."""
 
@@ -226,9 +245,7 @@ class SongModel:
 
     def load(self) -> None:
         """Warm up: JIT-compile the analysis and load the model, so that the first request is not the slow one."""
-        from ml_backend.analysis.music import warm_up
-
-        warm_up()
+        warm_analysis()
         _ = self.engine
         self.lyrics.load()
 
@@ -476,6 +493,10 @@ class SongModel:
             raise TaskError(str(exc)) from None
         if y.size == 0:
             raise TaskError(f"audio {path.name!r} decodes to no samples; re-export the file")
+        try:
+            warm_analysis()  # waits for a warm-up in progress (see warm_analysis)
+        except Exception:  # the analysis below shows the cause, for this song
+            log.exception("analysis warm-up failed")
         analysis = analyze(y, MODEL_SR)
         regions = plan_regions(analysis, self.settings.segmentation, self.settings.segment_seconds,
                                self.settings.overlap_seconds)

@@ -110,7 +110,8 @@ def test_predict_shipped_config(client, settings, song_files):
             assert r["value"]["channel"] == 0
         assert {r["id"] for r in regions} == {r["id"] for r in labels}
         song = {r["from_name"]: r["value"] for r in prediction["result"] if "start" not in r["value"]}
-        assert {n.CAPTION, n.BPM, n.KEYSCALE, n.TIMESIGNATURE} <= set(song)
+        # ten bars are too few for a sure meter, and an unsure time signature is not predicted (docs/analysis.md)
+        assert {n.CAPTION, n.BPM, n.KEYSCALE} <= set(song)
         assert song[n.CAPTION]["text"][0].strip()
 
 

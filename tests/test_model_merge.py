@@ -131,3 +131,19 @@ def test_repeated_regions_share_the_label_most_of_their_windows_gave():
 def test_an_unsure_time_signature_is_left_empty():
     assert build_song(an_analysis(timesignature_confident=False), [], [], LABELS, "").timesignature == ""
     assert build_song(an_analysis(timesignature="6"), [], [], LABELS, "").timesignature == "6"
+
+
+def test_long_parts_without_vocals_in_vocal_music_are_instrumental():
+    """The model's hearing of vocals per region (vocal_language) feeds the analysis' labels."""
+    from ml_backend.analysis.music import Section, letters_to_labels
+    from ml_backend.prediction.merge import region_vocals
+
+    sections = [Section(0.0, 20.0, "A", "", -28.0), Section(20.0, 40.0, "B", "", -20.0),
+                Section(40.0, 60.0, "C", "", -24.0), Section(60.0, 65.0, "D", "", -24.0),
+                Section(65.0, 85.0, "B", "", -20.0)]
+    plans = [RegionPlan(s.start, s.end, s.letter, [described(vocal_language=lang)])
+             for s, lang in zip(sections, ["en", "en", "instrumental", "instrumental", "unknown"])]
+    vocals = region_vocals(plans)
+    assert vocals == [True, True, False, False, None]
+    assert letters_to_labels(sections, vocals=vocals) == ["Intro", "Chorus", "Instrumental", "Bridge", "Chorus"]
+    assert letters_to_labels(sections, vocals=[False] * 5)[2] == "Bridge"  # no vocals anywhere: not vocal music

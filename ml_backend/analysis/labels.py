@@ -8,6 +8,8 @@ gives no label (and as the DSP's evidence beside the model's label, see predicti
   opening the first part when short, the others Verses.
 - An Outro is the closing part when it is heard once, or when its energy drops (OUTRO_DROP_DB under the rest).
 - A Bridge is a part heard once between repeats.
+- Instrumental: a part of at least INSTRUMENTAL_MIN_SECONDS heard without vocals in a song with vocals, where
+  that is known (the model's hearing, passed as `vocals`; the signal alone cannot tell a voice).
 - Through-composed music (few repeats) must not become a row of one label: when one label holds more than
   MAX_LABEL_SHARE of five or more regions, those regions are relabelled by energy, loudest third Chorus,
   middle third Bridge, quietest third Verse (then balanced further if still needed).
@@ -25,6 +27,7 @@ INTRO_MAX_SECONDS = 30.0  # an opening longer than this before the first repeat 
 OUTRO_DROP_DB = 3.0  # a closing part this much quieter than the other music sections is an Outro even if it repeats
 MAX_LABEL_SHARE = 0.6  # no label on more than this share of a song's regions ...
 MIN_BALANCED_REGIONS = 5  # ... once it has this many music regions
+INSTRUMENTAL_MIN_SECONDS = 10.0  # a shorter part without vocals is a gap between lines, not an instrumental part
 _ENERGY_TIERS = ("Verse", "Bridge", "Chorus")  # quietest to loudest, for parts repetition says nothing about
 
 _FALLBACKS = {
@@ -56,9 +59,10 @@ def _is_pre_chorus(sections: list, letter: str, chorus: str | None, repeated: li
                for i in spots)
 
 
-def form_labels(sections: list) -> list[str]:
-    """Labels from the form alone (repetition letters, loudness in dB, start/end in seconds), from the full
-    vocabulary; see the module text. `sections` are ml_backend.analysis.music.Section objects."""
+def form_labels(sections: list, vocals: list | None = None) -> list[str]:
+    """Labels from the form (repetition letters, loudness in dB, start/end in seconds), from the full
+    vocabulary; see the module text. `sections` are ml_backend.analysis.structure.Section objects; `vocals`, one
+    per section where known: True (vocals heard), False (none), None (unknown)."""
     music = [i for i, s in enumerate(sections) if not s.label]
     counts = Counter(sections[i].letter for i in music)
     repeated = [letter for letter, c in counts.items() if c > 1]
@@ -95,7 +99,13 @@ def form_labels(sections: list) -> list[str]:
         labels[last] = "Outro"
     for i in music:  # parts of their own outside the repeats (through-composed music): read by energy below
         labels[i] = labels[i] or "Bridge"
-    return _balance(sections, labels, music)
+    labels = _balance(sections, labels, music)
+    if vocals and any(v is True for v in vocals):
+        for i in music:
+            long_enough = sections[i].end - sections[i].start >= INSTRUMENTAL_MIN_SECONDS
+            if i < len(vocals) and vocals[i] is False and long_enough and labels[i] not in ("Intro", "Outro"):
+                labels[i] = "Instrumental"
+    return labels
 
 
 def _balance(sections: list, labels: list[str], music: list[int]) -> list[str]:
@@ -140,8 +150,9 @@ def _repeats(sections: list, music: list[int], i: int) -> bool:
     return sum(1 for j in music if sections[j].letter == sections[i].letter) > 1
 
 
-def letters_to_labels(sections: list, allowed_labels: list[str] | tuple[str, ...] = SECTION_LABELS) -> list[str]:
-    """Section labels from repetition and energy (`form_labels`), each mapped onto `allowed_labels` (fallbacks:
-    Verse, Instrumental)."""
+def letters_to_labels(sections: list, allowed_labels: list[str] | tuple[str, ...] = SECTION_LABELS,
+                      vocals: list | None = None) -> list[str]:
+    """Section labels from repetition and energy (`form_labels`, with `vocals` where known), each mapped onto
+    `allowed_labels` (fallbacks: Verse, Instrumental)."""
     allowed = tuple(allowed_labels) or SECTION_LABELS
-    return [_pick(label, allowed) for label in form_labels(sections)]
+    return [_pick(label, allowed) for label in form_labels(sections, vocals)]

@@ -67,6 +67,16 @@ def region_label(descriptions: list, allowed_labels: tuple[str, ...] | list[str]
     return max(counts, key=lambda x: (counts[x], -labels.index(x)))
 
 
+def region_vocals(regions: list[RegionPlan]) -> list[bool | None]:
+    """Per region, whether the model heard vocals in it: False when most of its described windows said
+    "instrumental", True when they named a language, None when they said nothing or "unknown"."""
+    out: list[bool | None] = []
+    for plan in regions:
+        language = majority_language([d for d in plan.descriptions if d.ok])
+        out.append(None if language in ("", "unknown") else language != "instrumental")
+    return out
+
+
 def region_notes(descriptions: list) -> str:
     """The region's text: the windows' summaries in time order, then their notable moments ("At 1:05: ...").
     Failed windows contribute nothing, so a model failure leaves a shorter text, not a broken one."""
