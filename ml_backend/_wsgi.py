@@ -6,14 +6,17 @@ which binds ``0.0.0.0:$PORT`` (9090) with ``$WORKERS`` processes (1) of ``$THREA
 of Label Studio's own ML backend examples. (``gunicorn ml_backend._wsgi:app`` works too, but then the model loads
 on the first /predict instead of at start-up.)
 
-Warm-up: the app and the analysis JIT are built once in the gunicorn master (inherited by every worker through
-fork); the model loads in each worker right after the fork (``post_fork``), before the worker serves its first
-request. It must not load in the master: CUDA cannot be used across a fork.
+Start-up: the master only builds the app (a few hundred ms of imports), so the server answers ``/health`` and
+``/setup`` (Label Studio's 3 s connection check) about a second after it starts. Each worker then warms up in a
+background thread right after the fork (``post_fork``): the analysis libraries and their JIT code, then the model;
+a ``/predict`` that arrives first waits for what it needs (the model's load lock) instead of failing. The model
+must not load in the master: CUDA cannot be used across a fork. ``bench/bench_startup.py`` measures this.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 
 from ml_backend.server.app import create_app, start_prelabeling
 from ml_backend.model import get_model
@@ -39,24 +42,15 @@ timeout = 0  # a /predict of many songs may take minutes; Label Studio has its o
 preload_app = True
 
 
-def _warm_analysis() -> None:
-    """JIT-compile the music analysis once, in the master, so forked workers inherit the compiled code."""
-    try:
-        from ml_backend.analysis.music import warm_up
-
-        warm_up()
-    except Exception:  # warm-up is an optimisation; a failure shows again, with its cause, on the first song
-        _log.exception("analysis warm-up failed")
-
-
 def post_fork(server, worker) -> None:
-    """Gunicorn hook, in each new worker: load the model before the worker accepts requests, then start the
-    pre-labeling workers that share it."""
+    """Gunicorn hook, in each new worker: warm up in the background (see the module's docstring)."""
+    threading.Thread(target=_warm_worker, args=(worker.pid,), name="warm-up", daemon=True).start()
+
+
+def _warm_worker(pid: int) -> None:
+    """Load the analysis and the model, then start the pre-labeling workers that share them."""
     try:
         get_model(_settings).load()
     except Exception:
-        _log.exception("worker %s: model load failed; /predict will retry and report the cause", worker.pid)
+        _log.exception("worker %s: model load failed; /predict will retry and report the cause", pid)
     start_prelabeling(_settings)
-
-
-_warm_analysis()
