@@ -27,7 +27,7 @@ from urllib.parse import urlsplit
 from label_config.vocabulary import SECTION_LABELS
 
 from ml_backend.prediction.cache import PredictionCache, cache_key, file_sha256
-from ml_backend.prediction.merge import RegionPlan, build_song, song_score
+from ml_backend.prediction.merge import RegionPlan, build_song, region_vocals, song_score
 from ml_backend.prediction.predictions import ConfigTargets, audio_reference, empty_prediction, make_prediction, parse_config
 
 log = logging.getLogger(__name__)
@@ -560,7 +560,8 @@ class SongModel:
         for part, description in zip(parts, descriptions):
             if 0 <= part.region < len(plans):
                 plans[part.region].descriptions.append(description)
-        fallback_labels = letters_to_labels(job.regions, list(allowed)) if job.regions else []
+        fallback_labels = (letters_to_labels(job.regions, list(allowed), region_vocals(plans))
+                           if job.regions else [])
         with self._run_lock:  # song_caption falls back to a caption built from the windows; it never raises
             caption = song_caption(engine, descriptions, job.analysis)
         song = build_song(job.analysis, plans, fallback_labels, allowed, caption or "")
