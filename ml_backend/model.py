@@ -40,14 +40,14 @@ FETCH_PARALLEL = 8
 MAX_PENDING_AUDIO_SECONDS = 3600.0
 
 
-_WARM_LOCK = threading.Lock()  # the first analysis imports librosa, whose lazy loader is not thread-safe
+_WARM_LOCK = threading.Lock()  # one warm-up at a time: a request during it waits rather than doing it again
 _analysis_warm = False
 
 
 def warm_analysis() -> None:
     """Run the analysis once on a synthetic clip (imports, JIT code), one thread at a time: the server warms up in
     a background thread while it already answers, and a request that needs the analysis meanwhile waits here
-    instead of importing librosa beside it. Later calls return at once."""
+    instead of importing and compiling the same code beside it on the same cores. Later calls return at once."""
     global _analysis_warm
     if _analysis_warm:
         return
