@@ -51,6 +51,9 @@ _REDIRECTS = (301, 302, 303, 307, 308)
 PART_PREFIX = ".part-"  # a download in progress; removed on failure and at start-up when no process holds it
 LOCK_DIR = ".locks"  # per-reference download locks and the eviction lock, inside the cache folder
 _LOCK_POLL_SECONDS = 0.05  # how often a waiter looks whether another process's download of the same file ended
+# A download used this recently is not evicted: it may be waiting to be decoded (a large /predict request decodes
+# its songs one after the other, minutes after downloading them all).
+IN_USE_SECONDS = 300.0
 MB = 1 << 20
 DEFAULT_MAX_BYTES = 1024 * MB  # MAX_DOWNLOAD_MB's default: a long lossless song is ~0.5 GB
 LOCAL_REFUSAL = ("local files are read only as Label Studio /data/local-files/?d=<path> references under "
@@ -393,12 +396,15 @@ def remove_stale_parts(cache_dir: Path) -> int:
     return removed
 
 
-def evict(cache_dir: Path, max_bytes: int | None, keep: Path | None = None) -> int:
-    """Delete least recently used downloads until ``cache_dir`` holds at most ``max_bytes`` (``keep`` stays: it
-    is about to be read). One process evicts at a time. Returns the bytes freed."""
+def evict(cache_dir: Path, max_bytes: int | None, keep: Path | None = None,
+          in_use_seconds: float = IN_USE_SECONDS) -> int:
+    """Delete least recently used downloads until ``cache_dir`` holds at most ``max_bytes``. ``keep`` and files
+    used in the last ``in_use_seconds`` stay (they may be about to be decoded), so the cache can stay over its
+    bound by what is in use. One process evicts at a time. Returns the bytes freed."""
     if max_bytes is None:
         return 0
     freed = 0
+    recent = time.time() - in_use_seconds
     with _file_lock(Path(cache_dir) / LOCK_DIR / "evict.lock", None, "cache"):
         entries = []
         for entry in Path(cache_dir).iterdir():
@@ -415,8 +421,8 @@ def evict(cache_dir: Path, max_bytes: int | None, keep: Path | None = None) -> i
                 total += keep.stat().st_size
             except OSError:
                 pass
-        for _, size, entry in sorted(entries, key=lambda e: e[0]):
-            if total <= max_bytes:
+        for mtime, size, entry in sorted(entries, key=lambda e: e[0]):
+            if total <= max_bytes or mtime > recent:
                 break
             try:
                 entry.unlink()

@@ -9,6 +9,7 @@ import pytest
 from ml_backend.server.app import create_app
 from ml_backend.model import get_model
 from ml_backend.settings import Settings
+from label_config import shipped_config
 from tests import music
 from tests.test_app import ls_task, predict_body
 from tests.test_media import LocalServer, make_jwt, serve_token_refresh
@@ -87,3 +88,22 @@ def test_broken_download_gets_a_failed_prediction_and_a_real_one_once_fixed(tmp_
     ls_server.file("/data/upload/1/dd-notes.wav", song_files[".wav"].read_bytes(), token="Token legacy-key")
     [fixed] = predict(client, [ls_task(4, "/data/upload/1/dd-notes.wav")])
     assert fixed["result"] and fixed["model_version"] == version
+
+
+def test_songs_over_max_audio_seconds_are_refused_with_the_reason(tmp_path, ls_server, song_files):
+    """The model decodes with MAX_AUDIO_SECONDS (the 20 s song against a 5 s limit): the task fails with the
+    reason, the next task of the request is predicted."""
+    (tmp_path / "docs" / "songs").mkdir(parents=True)
+    (tmp_path / "docs" / "songs" / "a.flac").write_bytes(song_files[".flac"].read_bytes())
+    (tmp_path / "docs" / "songs" / "b.mp3").write_bytes(song_files[".mp3"].read_bytes())
+    settings = Settings(engine="dsp", model_dir=tmp_path / "model_dir", local_files_document_root=str(tmp_path / "docs"),
+                        max_audio_seconds=5)
+    long_flac, long_mp3 = get_model(settings).predict_tasks(
+        [ls_task(1, "/data/local-files/?d=songs/a.flac"), ls_task(2, "/data/local-files/?d=songs/b.mp3")],
+        shipped_config())
+    for outcome in (long_flac, long_mp3):  # the soundfile and the ffmpeg paths
+        assert outcome.prediction["result"] == [] and "MAX_AUDIO_SECONDS" in outcome.failure
+    relaxed = Settings(engine="dsp", model_dir=tmp_path / "model_dir2", local_files_document_root=str(tmp_path / "docs"),
+                       max_audio_seconds=60)
+    [ok] = get_model(relaxed).predict_tasks([ls_task(1, "/data/local-files/?d=songs/a.flac")], shipped_config())
+    assert ok.prediction["result"]
