@@ -96,14 +96,15 @@ def test_songs_over_max_audio_seconds_are_refused_with_the_reason(tmp_path, ls_s
     (tmp_path / "docs" / "songs").mkdir(parents=True)
     (tmp_path / "docs" / "songs" / "a.flac").write_bytes(song_files[".flac"].read_bytes())
     (tmp_path / "docs" / "songs" / "b.mp3").write_bytes(song_files[".mp3"].read_bytes())
-    settings = Settings(engine="dsp", model_dir=tmp_path / "model_dir", local_files_document_root=str(tmp_path / "docs"),
+    docs = str(tmp_path / "docs")
+    settings = Settings(engine="dsp", model_dir=tmp_path / "model_dir", local_files_document_root=docs,
                         max_audio_seconds=5)
     long_flac, long_mp3 = get_model(settings).predict_tasks(
         [ls_task(1, "/data/local-files/?d=songs/a.flac"), ls_task(2, "/data/local-files/?d=songs/b.mp3")],
         shipped_config())
     for outcome in (long_flac, long_mp3):  # the soundfile and the ffmpeg paths
         assert outcome.prediction["result"] == [] and "MAX_AUDIO_SECONDS" in outcome.failure
-    relaxed = Settings(engine="dsp", model_dir=tmp_path / "model_dir2", local_files_document_root=str(tmp_path / "docs"),
+    relaxed = Settings(engine="dsp", model_dir=tmp_path / "model_dir2", local_files_document_root=docs,
                        max_audio_seconds=60)
     [ok] = get_model(relaxed).predict_tasks([ls_task(1, "/data/local-files/?d=songs/a.flac")], shipped_config())
     assert ok.prediction["result"]
