@@ -271,24 +271,36 @@ def _is_internal(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool
             or address.is_multicast or address.is_unspecified or not address.is_global)
 
 
-def _addresses(host: str, port: int, who: str) -> list[str]:
+def _addresses(host: str, port: int, who: str, seconds: float) -> list[str]:
     """The addresses ``host`` resolves to (all of them are checked: a name may map to a public and a private
-    address at once)."""
-    try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except (socket.gaierror, UnicodeError) as exc:
-        raise MediaError(f"{who}: the host {host!r} cannot be resolved ({exc}); check the URL") from None
-    return list(dict.fromkeys(info[4][0] for info in infos))
+    address at once), within ``seconds``: the resolver has no timeout of its own, so it runs in a helper thread
+    that is abandoned when the deadline passes."""
+    answer: list = []
+
+    def resolve() -> None:
+        try:
+            answer.append(socket.getaddrinfo(host, port, type=socket.SOCK_STREAM))
+        except (OSError, UnicodeError) as exc:
+            answer.append(exc)
+
+    thread = threading.Thread(target=resolve, name="resolve", daemon=True)
+    thread.start()
+    thread.join(max(0.0, seconds))
+    if not answer:
+        raise MediaError(f"{who}: resolving {host!r} took longer than FETCH_TIMEOUT (Timeout); check the DNS")
+    if isinstance(answer[0], Exception):
+        raise MediaError(f"{who}: the host {host!r} cannot be resolved ({answer[0]}); check the URL")
+    return list(dict.fromkeys(info[4][0] for info in answer[0]))
 
 
-def url_policy(url: str, source: MediaSource, who: str) -> list[str]:
+def url_policy(url: str, source: MediaSource, who: str, seconds: float = 30.0) -> list[str]:
     """The addresses to connect to for ``url`` after checking that it is allowed (see the module docstring);
-    raises MediaError saying why not."""
+    raises MediaError saying why not. ``seconds`` bounds the name resolution."""
     parts = urlsplit(url)
     if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
         raise MediaError(f"{who}: {_display(url)}: only http and https URLs are fetched")
     host, port = _netloc_key(url)
-    addresses = _addresses(host, port, who)
+    addresses = _addresses(host, port, who, seconds)
     if not addresses:
         raise MediaError(f"{who}: the host {host!r} has no address")
     if source.ls_url and _netloc_key(source.ls_url) == (host, port):
@@ -551,7 +563,7 @@ def _remaining(deadline: float, url: str, who: str, timeout: float) -> float:
 def _fetch(url: str, target: Path, headers: dict, source: MediaSource, who: str, deadline: float) -> str | None:
     """One HTTP GET of ``url``: the redirect's Location, or None once the body is stored at ``target``."""
     left = _remaining(deadline, url, who, source.timeout)
-    addresses = url_policy(url, source, who)
+    addresses = url_policy(url, source, who, left)
     parts = urlsplit(url)
     host, port = _netloc_key(url)
     conn = _PinnedConnection(host, port, addresses, parts.scheme.lower() == "https", timeout=left)

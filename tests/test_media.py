@@ -417,3 +417,14 @@ def test_concurrent_requests_for_one_reference_download_it_once(tmp_path, ls_ser
         thread.join()
     assert results == [b"audio-bytes"] * 5
     assert len(ls_server.requests) == 1
+
+
+def test_a_resolver_that_hangs_counts_against_the_deadline(tmp_path, monkeypatch):
+    """No slow DNS server can run here: the resolver call itself is made to hang."""
+    import socket
+
+    monkeypatch.setattr(socket, "getaddrinfo", lambda *a, **kw: time.sleep(30))
+    started = time.monotonic()
+    with pytest.raises(MediaError, match="resolving 'media.example' took longer than FETCH_TIMEOUT"):
+        resolve_audio("http://media.example/a.wav", MediaSource(cache_dir=tmp_path, timeout=0.5), task_id=1)
+    assert time.monotonic() - started < 10
