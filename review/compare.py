@@ -31,6 +31,7 @@ _SONG_ATTR = {names.CAPTION: "caption", names.GENRE: "genres", names.INSTRUMENTS
               names.MIX_NOTES: "mix_notes", names.BPM: "bpm", names.KEYSCALE: "keyscale",
               names.TIMESIGNATURE: "timesignature", names.VOCAL_LANGUAGE: "language"}
 _WORD = re.compile(r"\w+(?:'\w+)?", re.UNICODE)
+_UNSPACED = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff]")  # kana and CJK ideographs
 _SECTION_TAG = re.compile(r"^\s*\[[^\]\n]*\]\s*$", re.MULTILINE)  # [Verse], [Chorus] lines in lyrics
 
 # Choice outcomes: what the human did with a song-level value.
@@ -71,13 +72,15 @@ class TextChange:
 @dataclass
 class LyricsChange:
     """Lyrics: word error rate of the predicted words against the final ones (section tags and punctuation left
-    out, case ignored). ``wer`` is None when the final lyrics have no words (no reference to measure against);
-    ``kept`` says whether the words are the same."""
+    out, case ignored); for lyrics in a script written without spaces (Chinese, Japanese) the character error
+    rate, and ``unit`` says "character". ``wer`` is None when the final lyrics have no words (no reference to
+    measure against); ``kept`` says whether the words are the same."""
 
     wer: float | None
     kept: bool
     predicted_words: int
     final_words: int
+    unit: str = "word"
 
 
 @dataclass
@@ -123,14 +126,21 @@ def lyrics_words(text: str) -> str:
 
 
 def compare_lyrics(predicted: str, final: str) -> LyricsChange | None:
-    """WER (jiwer) of the predicted lyrics against the final ones; None when neither side has words."""
+    """WER (jiwer) of the predicted lyrics against the final ones, CER for scripts written without spaces; None
+    when neither side has words."""
     import jiwer
 
     hyp, ref = lyrics_words(predicted), lyrics_words(final)
     if not hyp and not ref:
         return None
-    wer = float(jiwer.wer(ref, hyp)) if ref else None  # jiwer needs a non-empty reference
-    return LyricsChange(wer=wer, kept=hyp == ref, predicted_words=len(hyp.split()), final_words=len(ref.split()))
+    change = LyricsChange(wer=None, kept=hyp == ref, predicted_words=len(hyp.split()), final_words=len(ref.split()))
+    if _UNSPACED.search(hyp + ref):  # a "word" would be a whole line: count characters instead
+        change.unit = "character"
+        hyp, ref = hyp.replace(" ", ""), ref.replace(" ", "")
+        change.wer = float(jiwer.cer(ref, hyp)) if ref else None
+    elif ref:  # jiwer needs a non-empty reference
+        change.wer = float(jiwer.wer(ref, hyp))
+    return change
 
 
 def _intervals(song: SongAnnotation) -> tuple[np.ndarray, list[str]]:
@@ -309,7 +319,8 @@ def describe(change: TaskChange) -> list[str]:
         if text.kept < 1.0:
             lines.append(f"{control} rewritten (similarity {text.similarity:.2f})")
     if change.lyrics is not None and not change.lyrics.kept:
-        wer = "no final words" if change.lyrics.wer is None else f"WER {change.lyrics.wer:.2f}"
+        name = "CER" if change.lyrics.unit == "character" else "WER"
+        wer = "no final words" if change.lyrics.wer is None else f"{name} {change.lyrics.wer:.2f}"
         lines.append(f"lyrics changed ({wer})")
     for control, choice in change.choices.items():
         if choice.outcome != ACCEPTED:

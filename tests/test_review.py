@@ -111,6 +111,14 @@ def test_values_are_compared_as_the_converter_normalises_them():
     assert change.regions is None and change.lyrics is None
 
 
+def test_lyrics_without_spaces_are_measured_by_character():
+    from review.compare import compare_lyrics
+
+    change = compare_lyrics("[Verse]\n我爱你中国", "[Verse]\n我爱你祖国")
+    assert change.unit == "character" and change.wer == pytest.approx(0.2)  # one of five characters
+    assert compare_lyrics("la la la", "la la").unit == "word"
+
+
 def test_text_measures():
     assert text_similarity("soft piano", "Soft piano!") == 1.0
     assert text_similarity("", "") == 1.0 and text_similarity("a b", "") == 0.0

@@ -187,7 +187,7 @@ def test_review_finds_exactly_the_known_changes(label_studio, reviewed_project, 
         assert (notes["compared"], notes["kept"]) == (want["notes"][0], pytest.approx(want["notes"][1], abs=1e-3)), edit
         assert {k: c["outcome"] for k, c in row["choices"].items()} == want["choices"], edit
         assert row["lyrics"] == (None if "wer" not in want else pytest.approx(
-            {"wer": want["wer"], "kept": False, "predicted_words": 0, "final_words": 5})), edit
+            {"wer": want["wer"], "kept": False, "predicted_words": 0, "final_words": 5, "unit": "word"})), edit
         assert row["lead_time"] == LEAD_TIMES[edit] and row["score"] == SCORES[edit]
         assert row["link"] == f"{label_studio.url}/projects/{project_id}/data?task={task_id}"
     assert rows[tasks["rework"]]["texts"]["caption"]["kept"] == 0.0
