@@ -28,7 +28,8 @@ def _fail(message: str) -> None:
 @click.option("--compare", "versions", multiple=True, metavar="VERSION",
               help="Compare these model versions on the same songs (repeat: --compare A --compare B): each "
                    "version's newest prediction against the task's final annotation.")
-@click.option("--out", "out", default="review", show_default=True, type=click.Path(path_type=Path, file_okay=False),
+@click.option("--out", "out", default="ls-acestep-review", show_default=True,
+              type=click.Path(path_type=Path, file_okay=False),
               help="Folder for review.json and review.html.")
 def review_command(export, project, ls_url, ls_token, versions, out):
     """How far annotators moved each field of each model's predictions, and how well the prediction score

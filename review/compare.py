@@ -104,9 +104,14 @@ class TaskChange:
     warnings: list[str] = field(default_factory=list)
 
 
+MAX_WORDS = 5000  # per text: a song's lyrics run to a few hundred words; the measures cost words x words
+MAX_CHARACTERS = 20000  # the same bound for lyrics measured by character
+MAX_SHOWN_CHARACTERS = 2000  # of a song-level text kept in review.json (a caption is a few hundred)
+
+
 def words(text: str) -> list[str]:
-    """The lower-cased words of a text (letters, digits and apostrophes inside words)."""
-    return _WORD.findall(text.lower())
+    """The lower-cased words of a text (letters, digits and apostrophes inside words), the first MAX_WORDS."""
+    return _WORD.findall(text[:MAX_WORDS * 20].lower())[:MAX_WORDS]
 
 
 def text_similarity(predicted: str, final: str) -> float:
@@ -136,7 +141,7 @@ def compare_lyrics(predicted: str, final: str) -> LyricsChange | None:
     change = LyricsChange(wer=None, kept=hyp == ref, predicted_words=len(hyp.split()), final_words=len(ref.split()))
     if _UNSPACED.search(hyp + ref):  # a "word" would be a whole line: count characters instead
         change.unit = "character"
-        hyp, ref = hyp.replace(" ", ""), ref.replace(" ", "")
+        hyp, ref = hyp.replace(" ", "")[:MAX_CHARACTERS], ref.replace(" ", "")[:MAX_CHARACTERS]
         change.wer = float(jiwer.cer(ref, hyp)) if ref else None
     elif ref:  # jiwer needs a non-empty reference
         change.wer = float(jiwer.wer(ref, hyp))
@@ -237,7 +242,7 @@ def compare_text(predicted: str, final: str) -> TextChange | None:
     if not predicted.strip() and not final.strip():
         return None
     return TextChange(similarity=text_similarity(predicted, final), kept=float(predicted.strip() == final.strip()),
-                      predicted=predicted, final=final)
+                      predicted=predicted[:MAX_SHOWN_CHARACTERS], final=final[:MAX_SHOWN_CHARACTERS])
 
 
 def compare_choice(control: str, predicted: object, final: object) -> ChoiceChange | None:

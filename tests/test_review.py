@@ -119,6 +119,15 @@ def test_lyrics_without_spaces_are_measured_by_character():
     assert compare_lyrics("la la la", "la la").unit == "word"
 
 
+def test_huge_texts_are_bounded():
+    from review.compare import MAX_SHOWN_CHARACTERS, MAX_WORDS, words
+
+    assert len(words("la " * 1_000_000)) == MAX_WORDS
+    huge = [field("caption", "x y " * 1_000_000)]
+    change = compare_results(huge, [field("caption", "x y")])
+    assert len(change.texts["caption"].predicted) == MAX_SHOWN_CHARACTERS and change.texts["caption"].kept == 0.0
+
+
 def test_text_measures():
     assert text_similarity("soft piano", "Soft piano!") == 1.0
     assert text_similarity("", "") == 1.0 and text_similarity("a b", "") == 0.0
