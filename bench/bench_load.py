@@ -107,7 +107,12 @@ class Backend:
                 time.sleep(0.1)
         else:
             raise SystemExit(f"gunicorn did not start:\n{self.log.read_text()[-3000:]}")
-        time.sleep(2.0)  # post_fork warm-up of both workers
+        for _ in range(1800):  # each worker warms up (imports, JIT) in the background after the fork
+            if self.log.read_text().count("ready in") >= 2:
+                break
+            time.sleep(0.1)
+        else:
+            raise SystemExit(f"the workers did not warm up:\n{self.log.read_text()[-3000:]}")
 
     def peak_rss_mb(self) -> tuple[float, float]:
         """(master, largest worker) VmHWM in MB."""

@@ -93,6 +93,11 @@ class Gunicorn:
         out.close()
         wait_until(lambda: requests.get(self.url + "/health", timeout=5).status_code == 200, 120,
                    f"gunicorn on {self.url}", proc=self.proc, log=self.log)
+        # each worker warms up (imports, JIT) in the background after the fork; wait for all of them, so that no
+        # test pays for it
+        workers = int(self.env.get("WORKERS", "1"))
+        wait_until(lambda: self.text_log().count("ready in") >= workers, 180, "the workers' warm-up",
+                   proc=self.proc, log=self.log)
         return self
 
     def stop(self) -> None:
