@@ -143,19 +143,28 @@ def test_no_label_takes_over_a_song(scored):
             assert max(labels.count(x) for x in set(labels)) <= 0.6 * len(labels), labels
 
 
-def test_tempo_of_real_songs_against_their_charts():
-    """The Muldjord songs' charts (notes.mid, a constant tempo each) give the tempo the band played to."""
+def test_tempo_and_meter_of_real_songs_against_their_charts():
+    """The Muldjord songs' charts (notes.mid, a constant tempo each) give the tempo the band played to, and three
+    of them the time signature (4/4): a meter the analysis predicts (is sure of) must match it."""
     import pretty_midi
 
     songs = sorted(MULDJORD.glob("*/song.ogg"))
     if not songs:
         pytest.skip("fretsonfire-songs-muldjord is not installed (see .ci/run)")
-    ok = 0
+    ok, meters, wrong = 0, 0, 0
     for path in songs:
-        _, tempi = pretty_midi.PrettyMIDI(str(path.with_name("notes.mid"))).get_tempo_changes()
+        chart = pretty_midi.PrettyMIDI(str(path.with_name("notes.mid")))
+        _, tempi = chart.get_tempo_changes()
         a = analyze(load_audio(path), MODEL_SR)
         hit = a.bpm is not None and any(abs(a.bpm - t * k) <= 0.04 * t * k for t in tempi for k in (0.5, 1, 2))
         ok += hit
-        print(f"{path.parent.name}: charted {[round(t, 1) for t in tempi]} bpm -> {a.bpm}")
-    print(f"real set (Muldjord), {len(songs)} songs: tempo within 4% (octave allowed) {ok}/{len(songs)}")
+        charted = {str(ts.numerator) for ts in chart.time_signature_changes}
+        if charted:
+            meters += 1
+            wrong += a.timesignature_confident and a.timesignature not in charted
+        print(f"{path.parent.name}: charted {[round(t, 1) for t in tempi]} bpm, meter {sorted(charted)} -> "
+              f"{a.bpm} bpm, meter {a.timesignature}{'' if a.timesignature_confident else '? (not predicted)'}")
+    print(f"real set (Muldjord), {len(songs)} songs: tempo within 4% (octave allowed) {ok}/{len(songs)}, "
+          f"confident wrong meter {wrong}/{meters}")
     assert ok / len(songs) >= MIN_REAL_TEMPO_RATE
+    assert wrong == 0
