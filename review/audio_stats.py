@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 MAX_SECONDS = 600.0  # ACE-Step's own upper duration (constants.DURATION_MAX): longer songs are measured this far
+FFMPEG_MAX_SECONDS = 1800.0  # files only ffmpeg decodes are decoded whole: longer ones are reported, not read
 OVERSAMPLE = 4  # BS.1770-4 Annex 2: 4x for 48 kHz material (an under-read of at most about 0.5 dB)
 PEAK_BLOCK = 1 << 18  # samples per oversampled block: bounds the 4x copy to a few MB
 PEAK_MARGIN = 64  # input samples of overlap per side, more than the resampler filter's half-length
@@ -24,8 +25,9 @@ FINGERPRINT_BINS = 64  # time bins over the whole song: the fingerprint is 12 x 
 FINGERPRINT_HOP = 1024  # samples at FINGERPRINT_SR (about 93 ms)
 
 
-def _read(path: Path) -> tuple[np.ndarray, int, bool]:
-    """(frames x channels float32, sample rate, cut at MAX_SECONDS) through soundfile, else ffmpeg (mono)."""
+def _read(path: Path) -> tuple[np.ndarray, int, bool, bool]:
+    """(frames x channels float32, sample rate, cut at MAX_SECONDS, mixed down) through soundfile, else ffmpeg,
+    which gives a mono mixdown: its loudness is not the channels' sum, so it is marked."""
     import soundfile
 
     try:
@@ -34,18 +36,18 @@ def _read(path: Path) -> tuple[np.ndarray, int, bool]:
             limit = int(MAX_SECONDS * rate)
             data = handle.read(frames=min(handle.frames, limit) if handle.frames > 0 else limit, dtype="float32",
                                always_2d=True)
-            return data, rate, handle.frames > limit
+            return data, rate, handle.frames > limit, False
     except Exception:  # libsndfile reports unknown formats through several exception types
         pass
     from ml_backend.analysis.audio import AudioError, load_audio
 
     rate = 48000  # ffmpeg decodes the rest (m4a, opus in odd containers) to mono at this rate
-    try:
-        mono = load_audio(path, sr=rate)
+    try:  # it cannot stop part-way: longer files are refused (30 min of 48 kHz mono is 345 MB)
+        mono = load_audio(path, sr=rate, max_seconds=FFMPEG_MAX_SECONDS)
     except AudioError as exc:
         raise ValueError(str(exc)) from None
     limit = int(MAX_SECONDS * rate)
-    return mono[:limit, None], rate, len(mono) > limit
+    return mono[:limit, None], rate, len(mono) > limit, True
 
 
 def true_peak_dbtp(data: np.ndarray) -> float:
@@ -101,12 +103,12 @@ def fingerprint(mono: np.ndarray, rate: int) -> np.ndarray | None:
 
 def measure(path: Path) -> dict:
     """Loudness, peaks, clipping, length and fingerprint of one song: ``{"lufs", "true_peak", "sample_peak",
-    "clipped_runs", "seconds", "channels", "rate", "cut", "fingerprint" (list or None), "error"}``; on failure only
-    ``error`` (a message naming the file) is set."""
+    "clipped_runs", "seconds", "channels", "rate", "cut", "mixdown", "fingerprint" (list or None), "error"}``; on
+    failure only ``error`` (a message naming the file) is set."""
     import pyloudnorm
 
     try:
-        data, rate, cut = _read(Path(path))
+        data, rate, cut, mixdown = _read(Path(path))
     except Exception as exc:
         return {"error": f"{Path(path).name}: cannot decode ({exc})"}
     if data.shape[0] == 0:
@@ -127,6 +129,7 @@ def measure(path: Path) -> dict:
         "channels": int(data.shape[1]),
         "rate": int(rate),
         "cut": bool(cut),
+        "mixdown": bool(mixdown),
         "fingerprint": vector.tolist() if vector is not None else None,
         "error": "",
     }

@@ -26,6 +26,7 @@ from label_config.vocabulary import KEYSCALES, LANGUAGE_NAMES, TIME_SIGNATURES
 from ls_acestep.files import atomic_write
 
 from . import plots
+from .audio_stats import MAX_SECONDS
 from .html import write_page
 
 DUPLICATE_SIMILARITY = 0.97  # cosine of fingerprints: re-encodings of one song score above 0.99 (tests)
@@ -33,6 +34,7 @@ OUTLIER_LU = 6.0  # LU from the dataset's median loudness: twice the spread that
 TRUE_PEAK_LIMIT = -1.0  # dBTP: EBU R128's maximum; above it a lossy encoding may clip
 MIN_SONGS_FOR_OUTLIERS = 5  # a median of fewer songs says nothing
 MAX_NOTES_CHARS = 400  # per region in the page's hover text; the JSON keeps no texts at all
+MAX_REGIONS = 200  # per song on the page: a song has a dozen sections; a broken sidecar may hold millions
 JSON_NAME, HTML_NAME = "report.json", "report.html"
 
 
@@ -41,7 +43,7 @@ def _timeline(sidecar: dict) -> list[dict]:
     analysis = sidecar.get("music_analysis")
     timeline = analysis.get("timeline") if isinstance(analysis, dict) else None
     out = []
-    for item in timeline if isinstance(timeline, list) else ():
+    for item in timeline[:MAX_REGIONS] if isinstance(timeline, list) else ():
         if not isinstance(item, dict):
             continue
         start, end = item.get("start_sec"), item.get("end_sec")
@@ -192,6 +194,10 @@ def loudness_flags(rows: list[dict]) -> None:
             flags.append(f"clipping ({loud['clipped_runs']} full-scale run(s))")
         if loud["true_peak"] is not None and loud["true_peak"] > TRUE_PEAK_LIMIT:
             flags.append(f"true peak {loud['true_peak']:+.1f} dBTP")
+        if loud.get("mixdown"):
+            flags.append("measured on a mono mixdown (ffmpeg): loudness not comparable")
+        if loud.get("cut"):
+            flags.append(f"longer than {MAX_SECONDS:.0f} s: measured on the first {MAX_SECONDS:.0f} s")
         if loud["lufs"] is None:
             flags.append("silent")
         elif median is not None and abs(loud["lufs"] - median) > OUTLIER_LU:

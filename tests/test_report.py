@@ -89,6 +89,8 @@ def test_loudness_follows_gain_and_silence_is_reported(song_files, tmp_path):
     silent = measure(tmp_path / "silence.wav")
     assert silent["lufs"] is None and silent["true_peak"] is None and silent["fingerprint"] is None
     assert "cannot decode" in measure(tmp_path / "missing.wav")["error"]
+    m4a = measure(song_files[".m4a"])  # only ffmpeg reads it: a mono mixdown, marked as such
+    assert m4a["mixdown"] and m4a["channels"] == 1 and not full["mixdown"]
 
 
 def test_counts_follow_what_acestep_reads(report):
