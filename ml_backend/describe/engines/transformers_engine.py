@@ -9,6 +9,7 @@ CLI stays fast.
 
 from __future__ import annotations
 
+import inspect
 import logging
 import threading
 from dataclasses import dataclass, field
@@ -328,7 +329,7 @@ class TransformersEngine:
                            input_features=inputs["input_features"],
                            feature_attention_mask=inputs["feature_attention_mask"], use_cache=True)
             rows.append(ids[0])
-            caches.append(out.cache)
+            caches.append(out.cache if getattr(out, "cache", None) is not None else out.past_key_values)
             del out
         width = max(r.shape[0] for r in rows)
         input_ids = torch.full((len(rows), width), lm.processor.tokenizer.pad_token_id, dtype=rows[0].dtype,
@@ -345,7 +346,9 @@ class TransformersEngine:
                 c.layers[layer].keys = c.layers[layer].values = None
         cache = DynamicCache(ddp_cache_data=layers)
         del caches, layers
-        return input_ids, lm.model.generate(input_ids=input_ids, attention_mask=mask, cache=cache, **gen)
+        # transformers renamed past_key_values to cache in 5.x; the GPU image may hold a release from before
+        name = "cache" if "cache" in inspect.signature(lm.model.forward).parameters else "past_key_values"
+        return input_ids, lm.model.generate(input_ids=input_ids, attention_mask=mask, **{name: cache}, **gen)
 
 
 def _left_pad_cat(tensors: list, length: int):
