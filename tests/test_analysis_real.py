@@ -44,14 +44,16 @@ PULSE_CLIPS = (
 SPLICES = (("battle", "mutilated_mime"), ("tomatoes", "loyalists"), ("armygeddon", "traveling_minstrels"),
            ("northerners", "internal_degeneration"))
 SPLICE_AT = 15.0  # seconds of the first recording before the second starts
-STRETCH = 1.08  # sox tempo factor: small enough that an octave jump would be the analysis' fault
+STRETCHES = (1.08, 0.92)  # sox tempo factors: small enough that an octave jump would be the analysis' fault
 PITCH_SEMITONES = 2
 SILENCE_SECONDS = 5.0
 BOUNDARY_WINDOW = 0.5  # seconds: a boundary that moved by more than this has moved
 
 # measured on this set (docs/analysis.md); thresholds a little below
 MIN_PULSE_RATE = 0.9  # clips given a bpm, measured 10/10
-MIN_STRETCH_RATE = 0.8  # bpm scaled by 1.08 within 2.5 %, measured 10/10
+# bpm scaled by the factor within 2.5 %: 1.08 measured 10/10; 0.92 measured 6/10 (the slowed clips show the
+# tempo-level ambiguity left: two octave and two 3:2 flips, docs/analysis.md)
+MIN_STRETCH_RATE = {1.08: 0.8, 0.92: 0.5}
 MIN_PITCH_RATE = 0.8  # key moved by +2 semitones with its mode, measured 10/10
 MIN_INVARIANT_RATE = 0.85  # gain, MP3, Opus: same bpm (1 %), key and boundaries (0.5 s), measured 28/30
 MIN_SILENCE_RATE = 0.7  # every boundary shifted by the silence (0.5 s), measured 8/10
@@ -178,13 +180,15 @@ def test_noise_a_held_chord_and_speech_get_no_bpm(clip_dir):
 
 def test_metamorphic_relations(clips, originals):
     _need("sox", "ffmpeg")
-    stretch, pitch, invariant, silence = Rate(), Rate(), Rate(), Rate()
+    stretch = {factor: Rate() for factor in STRETCHES}
+    pitch, invariant, silence = Rate(), Rate(), Rate()
     for name, path in clips.items():
         base = originals[name]
         if base.bpm is None:
             continue
-        stretched = _analyze(_variant(path, "tempo.wav", ["sox", "{src}", "{dst}", "tempo", str(STRETCH)]))
-        stretch.add(stretched.bpm is not None and abs(stretched.bpm / base.bpm / STRETCH - 1) <= 0.025)
+        for factor in STRETCHES:
+            stretched = _analyze(_variant(path, f"tempo{factor}.wav", ["sox", "{src}", "{dst}", "tempo", str(factor)]))
+            stretch[factor].add(stretched.bpm is not None and abs(stretched.bpm / base.bpm / factor - 1) <= 0.025)
         if base.keyscale:
             shifted = _analyze(_variant(path, "pitch.wav", ["sox", "{src}", "{dst}", "pitch",
                                                             str(100 * PITCH_SEMITONES)]))
@@ -203,9 +207,9 @@ def test_metamorphic_relations(clips, originals):
         moved = moved[moved > SILENCE_SECONDS + 0.5]  # the silence's own end is a boundary of its own
         silence.add(padded.bpm is not None and abs(padded.bpm / base.bpm - 1) <= 0.01
                     and _same_boundaries(_boundaries(base) + SILENCE_SECONDS, moved))
-    print(f"metamorphic pass rates: tempo x{STRETCH} {stretch}, pitch +{PITCH_SEMITONES} {pitch}, "
+    print(f"metamorphic pass rates: {', '.join(f'tempo x{k} {v}' for k, v in stretch.items())}, pitch +{PITCH_SEMITONES} {pitch}, "
           f"gain/MP3/Opus {invariant}, leading silence {silence}")
-    assert stretch.value >= MIN_STRETCH_RATE
+    assert all(stretch[factor].value >= MIN_STRETCH_RATE[factor] for factor in STRETCHES)
     assert pitch.value >= MIN_PITCH_RATE
     assert invariant.value >= MIN_INVARIANT_RATE
     assert silence.value >= MIN_SILENCE_RATE
