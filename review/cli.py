@@ -86,7 +86,7 @@ def review_command(export, project, ls_url, ls_token, versions, out):
 @click.option("--audio/--no-audio", "with_audio", default=True, show_default=True,
               help="Measure loudness and find near-duplicates (decodes every song).")
 @click.option("--jobs", type=click.IntRange(1, 64), default=None,
-              help="Processes measuring audio (default: the number of CPUs).")
+              help="Processes measuring audio (default: the number of CPUs, at most 8).")
 def report_command(folder, out, with_audio, jobs):
     """A self-contained HTML report of a dataset FOLDER (a converted one, or any folder validate reads): counts,
     distributions, a timeline per song, loudness, near-duplicate songs and the problems validate finds.

@@ -36,6 +36,7 @@ MIN_SONGS_FOR_OUTLIERS = 5  # a median of fewer songs says nothing
 MAX_NOTES_CHARS = 400  # per region in the page's hover text; the JSON keeps no texts at all
 MAX_REGIONS = 200  # per song on the page: a song has a dozen sections; a broken sidecar may hold millions
 JSON_NAME, HTML_NAME = "report.json", "report.html"
+MAX_DEFAULT_JOBS = 8  # processes unless --jobs says otherwise: each may hold ~0.5 GB for a 10-minute stereo song
 
 
 def _timeline(sidecar: dict) -> list[dict]:
@@ -156,7 +157,7 @@ def _measure_all(paths: list[Path], jobs: int | None, say) -> list[dict]:
 
     from .audio_stats import measure
 
-    jobs = jobs or os.cpu_count() or 1
+    jobs = jobs or min(os.cpu_count() or 1, MAX_DEFAULT_JOBS)
     if jobs == 1 or len(paths) < 2:
         results = []
         for index, path in enumerate(paths):
