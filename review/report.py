@@ -36,7 +36,7 @@ MIN_SONGS_FOR_OUTLIERS = 5  # a median of fewer songs says nothing
 MAX_NOTES_CHARS = 400  # per region in the page's hover text; the JSON keeps no texts at all
 MAX_REGIONS = 200  # per song on the page: a song has a dozen sections; a broken sidecar may hold millions
 JSON_NAME, HTML_NAME = "report.json", "report.html"
-MAX_DEFAULT_JOBS = 8  # processes unless --jobs says otherwise: each may hold ~0.5 GB for a 10-minute stereo song
+MAX_DEFAULT_JOBS = 8  # processes unless --jobs says otherwise: each peaks near 1 GB on a 10-minute stereo song
 
 
 def _timeline(sidecar: dict) -> list[dict]:
