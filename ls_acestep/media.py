@@ -380,6 +380,21 @@ def _file_lock(path: Path, deadline: float | None, what: str):
         os.close(fd)  # releases the lock
 
 
+_SWEPT: set[str] = set()  # cache folders whose stale .part files this process has removed
+_SWEPT_LOCK = threading.Lock()
+
+
+def _sweep_once(cache_dir: Path) -> None:
+    """``remove_stale_parts`` the first time this process downloads into ``cache_dir`` (the converter and
+    ``preannotate`` have no start-up hook of their own)."""
+    key = str(Path(cache_dir).resolve())
+    with _SWEPT_LOCK:
+        if key in _SWEPT:
+            return
+        _SWEPT.add(key)
+    remove_stale_parts(cache_dir)
+
+
 def remove_stale_parts(cache_dir: Path) -> int:
     """Delete partial downloads that no process is writing (a crash or kill left them). Returns how many. Safe
     while other processes download: a live ``.part`` file is locked by its writer and is kept."""
@@ -466,6 +481,7 @@ def resolve_audio(ref: str, source: MediaSource, task_id: int | None = None, cli
             client = make_client(source.ls_url, source.ls_token, source.timeout)
         if client is not None:
             headers["Authorization"] = auth_header(client)
+    _sweep_once(cache_dir)
     with _file_lock(_lock_path(target), deadline, who):
         if _usable(target):  # another thread or process fetched it while this one waited
             _touch(target)

@@ -381,6 +381,13 @@ def test_stale_partial_downloads_are_removed_but_live_ones_kept(tmp_path):
         os.close(fd)
 
 
+def test_the_first_download_of_a_process_sweeps_stale_parts(tmp_path, hostile):
+    """The converter and preannotate have no start-up hook: their first download into a cache folder sweeps it."""
+    (tmp_path / ".part-crashed").write_bytes(b"x")
+    resolve_audio(hostile.serve("a.wav", b"RIFF"), MediaSource(cache_dir=tmp_path, allowed_hosts=LOOPBACK))
+    assert not list(tmp_path.glob(".part-*"))
+
+
 def test_cache_is_bounded_least_recently_used_out_first(tmp_path, hostile):
     urls = [hostile.serve(f"s{i}.wav", bytes([i]) * 1000) for i in range(4)]
     source = MediaSource(cache_dir=tmp_path, cache_bytes=2500, allowed_hosts=LOOPBACK)
