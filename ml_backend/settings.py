@@ -128,7 +128,6 @@ class Settings:
     segment_seconds: float = setting(30.0)  # fixed window length, at most 30
     overlap_seconds: float = setting(2.0)  # overlap of fixed windows
     pack_windows: bool = setting(True)  # several neighbouring regions in one model window (describe/windows.py)
-    pack_windows: bool = setting(True)  # several neighbouring regions in one model window (describe/windows.py)
     # Media
     fetch_timeout: float = setting(30.0, above=0.0)  # seconds for one whole download (connect + all bytes)
     max_download_mb: float = setting(1024.0, above=0.0)  # MB one download may hold; the stream stops there
@@ -168,10 +167,10 @@ class Settings:
         try:
             parse_allowed_hosts(self.allowed_media_hosts)
         except ValueError as exc:
+            raise SettingsError(str(exc)) from None
         if self.lyrics_engine == "openai" and not self.lyrics_base_url:
             raise SettingsError("LYRICS_ENGINE=openai needs LYRICS_BASE_URL (the transcription server, e.g. "
                                 "http://whisper:8000/v1)")
-            raise SettingsError(str(exc)) from None
         if not re.fullmatch(r"auto|cpu|cuda(:\d+)?|mps", self.device):
             raise SettingsError(f"DEVICE={self.device!r}: use auto, cpu, cuda or cuda:N")
 
