@@ -195,7 +195,7 @@ def test_review_finds_exactly_the_known_changes(label_studio, reviewed_project, 
     # v1's scores ranked the work: the lowest score went to the most changed song
     assert doc["correlations"][V1]["score_vs_change"]["rho"] < 0
 
-    errors, text = open_page(out / "review.html", BUILD / "review-page.png", 1815)
+    errors, text = open_page(out / "review.html", BUILD / "review-page.png", 1872)
     assert errors == []
     assert V1 in text and "Tasks changed most" in text and "keyscale: G major → E minor" in text
     keep_screenshot(BUILD / "review-page.png")
