@@ -112,8 +112,9 @@ def test_score_is_lowest_where_fields_are_least_sure():
 
 
 def test_repeated_regions_share_the_label_most_of_their_windows_gave():
-    """The label rule: Silence from the analysis wins; regions sharing a letter get their windows' majority label;
-    a letter the model gave no label keeps the analysis' label."""
+    """The label rule: Silence from the analysis wins; regions sharing a letter get their windows' majority label
+    (an Intro or Outro of the model's stays where it was heard); a letter the model gave no label keeps the
+    analysis' label."""
     analysis = an_analysis(sections=[])
     plans = [
         RegionPlan(0.0, 10.0, "A", [described(section_label="Verse")]),
@@ -122,10 +123,12 @@ def test_repeated_regions_share_the_label_most_of_their_windows_gave():
         RegionPlan(30.0, 40.0, "B", [described(section_label="Verse")]),  # outvoted by its letter's windows
         RegionPlan(40.0, 50.0, "C", [failed()]),
         RegionPlan(50.0, 55.0, "A", [described(section_label="Chorus")], sure_label="Silence"),
+        RegionPlan(55.0, 65.0, "A", [described(section_label="Outro")]),  # the opening music closes the song
     ]
-    song = build_song(analysis, plans, ["Intro", "Verse", "Verse", "Chorus", "Outro", "Silence"],
-                      LABELS + ("Silence", "Outro"), "")
-    assert [r.section_label for r in song.regions] == ["Verse", "Chorus", "Verse", "Chorus", "Outro", "Silence"]
+    song = build_song(analysis, plans, ["Intro", "Verse", "Verse", "Chorus", "Outro", "Silence", "Outro"],
+                      LABELS + ("Silence",), "")
+    assert [r.section_label for r in song.regions] == [
+        "Verse", "Chorus", "Verse", "Chorus", "Outro", "Silence", "Outro"]
 
 
 def test_an_unsure_time_signature_is_left_empty():

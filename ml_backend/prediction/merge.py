@@ -20,6 +20,7 @@ from label_config.vocabulary import (
 from ml_backend.describe.caption import top_items
 
 MAX_LIST_ITEMS = 10  # song-level list fields keep the most frequent items
+POSITIONAL_LABELS = ("Intro", "Outro")  # labels of a place in the song, not of the music: not shared by a letter
 UNCERTAIN_METER_WEIGHT = 0.5  # a guessed time signature counts as half sure
 # Weights of the per-field confidences in the prediction score. Equal to start with: `ls-acestep review` reports how
 # well the score, and each field's changes, rank against what annotators really changed, to tune them on real
@@ -57,10 +58,11 @@ def majority_language(descriptions: list) -> str:
     return max(counts, key=lambda c: (counts[c], -pool.index(c)))
 
 
-def region_label(descriptions: list, allowed_labels: tuple[str, ...] | list[str]) -> str:
-    """The section label most of the region's windows gave, mapped onto ``allowed_labels``; "" when none did."""
+def region_label(descriptions: list, allowed_labels: tuple[str, ...] | list[str], skip: tuple[str, ...] = ()) -> str:
+    """The section label most of the region's windows gave, mapped onto ``allowed_labels`` (labels in ``skip`` not
+    counted); "" when none did."""
     labels = [normalize_section_label(d.section_label, allowed_labels) for d in descriptions if d.ok]
-    labels = [x for x in labels if x]
+    labels = [x for x in labels if x and x not in skip]
     if not labels:
         return ""
     counts = Counter(labels)
@@ -128,7 +130,8 @@ def build_song(analysis, regions: list[RegionPlan], fallback_labels: list[str],
     """Assemble the SongAnnotation of one song.
 
     The label rule (docs/analysis.md): Silence from the analysis wins; otherwise regions that repeat (share a
-    letter) get one label, the one most of their windows gave, and where the model gave none the analysis' label
+    letter) get one label, the one most of their windows gave (a region the model calls Intro or Outro keeps
+    that: the same music opens and closes many songs), and where the model gave none the analysis' label
     from repetition and energy (``fallback_labels``, one per region); all mapped onto ``allowed_labels``, the
     config's label set. The time signature is only given when the analysis is sure of it. ``caption`` is the song
     caption already written."""
@@ -141,7 +144,10 @@ def build_song(analysis, regions: list[RegionPlan], fallback_labels: list[str],
     song_regions = []
     for index, plan in enumerate(regions):
         label = normalize_section_label(plan.sure_label, allowed_labels) if plan.sure_label else ""
-        label = label or region_label(by_letter.get(plan.letter) or plan.descriptions, allowed_labels)
+        own = region_label(plan.descriptions, allowed_labels)
+        if not label and own not in POSITIONAL_LABELS:  # an opening or closing part keeps its own Intro/Outro
+            label = region_label(by_letter.get(plan.letter, []), allowed_labels, skip=POSITIONAL_LABELS)
+        label = label or own
         if not label and index < len(fallback_labels):
             label = normalize_section_label(fallback_labels[index], allowed_labels) or ""
         song_regions.append(Region(
