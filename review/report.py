@@ -281,7 +281,8 @@ def run_report(folder: Path, out: Path, with_audio: bool = True, jobs: int | Non
     folder, out = Path(folder), Path(out)
     say(f"reading {folder} ...")
     rows = read_songs(folder)
-    findings = [f for f in validate_folder(folder) if out not in f.path.parents]
+    inside = out.resolve()  # our own output inside the folder is no orphan for validate to report
+    findings = [f for f in validate_folder(folder) if inside not in f.path.resolve().parents]
     duplicates: list[tuple] = []
     if with_audio and rows:
         say(f"measuring the audio of {len(rows)} song(s) ...")

@@ -175,3 +175,13 @@ def test_a_folder_without_songs_gives_a_page_with_the_problem(tmp_path):
     assert doc["counts"]["songs"] == 0
     assert any("no audio files" in p["message"] for p in doc["problems"])
     assert "no audio files" in html_path.read_text()
+
+
+def test_output_inside_the_folder_is_not_reported_as_orphans(dataset, tmp_path):
+    copy = tmp_path / "songs"
+    shutil.copytree(dataset, copy)
+    for _ in range(2):  # the second run finds the first run's report.json in the folder
+        result = CliRunner().invoke(report_command, [str(copy), "--no-audio", "--out", str(copy / "rep")])
+        assert result.exit_code == 0, result.output
+    doc = json.loads((copy / "rep" / "report.json").read_text())
+    assert doc["problems"] and not any(p["path"].startswith("rep") for p in doc["problems"])
