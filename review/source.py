@@ -37,8 +37,8 @@ def _request(method: str, url: str, headers: dict, what: str, **kwargs):
 
 def download_snapshot(ls_url: str, token: str, project: int, folder: Path,
                       timeout: float = EXPORT_TIMEOUT) -> Path:
-    """Ask Label Studio for a snapshot of ``project`` with whole predictions (all tasks), wait until it is built
-    and stream it into ``folder``; returns the file."""
+    """Ask Label Studio for a snapshot of ``project`` with whole predictions (the annotated tasks only: the others
+    have nothing to compare), wait until it is built and stream it into ``folder``; returns the file."""
     from ls_acestep.media import MediaError, auth_header, make_client
 
     try:
@@ -47,7 +47,7 @@ def download_snapshot(ls_url: str, token: str, project: int, folder: Path,
         raise SourceError(str(exc)) from None
     base = f"{ls_url.rstrip('/')}/api/projects/{project}/exports"
     body = {"title": "ls-acestep review", "serialization_options": {"predictions": {"only_id": False}},
-            "task_filter_options": {"annotated": None}}
+            "task_filter_options": {"annotated": "only"}}
     export_id = _request("POST", base, headers, f"project {project}: creating a snapshot", json=body).json()["id"]
     deadline = time.monotonic() + timeout
     while True:

@@ -104,8 +104,9 @@ def reviewed_project(label_studio, song_files):
     predictions (keyscale "E minor") posted after the annotations."""
     client = label_studio.client()
     project_id = create_project(label_studio, "review loop")
-    task_ids = upload_files(label_studio, project_id, [song_files[s] for s in (".wav", ".flac", ".mp3")])
-    tasks = dict(zip(EXPECTED, task_ids))
+    task_ids = upload_files(label_studio, project_id, [song_files[s] for s in (".wav", ".flac", ".mp3", ".ogg")])
+    tasks = dict(zip(EXPECTED, task_ids))  # the fourth song stays unannotated, with a prediction only
+    client.predictions.create(task=task_ids[3], result=prediction_result(), score=0.1, model_version=V1)
     for edit, task_id in tasks.items():
         predicted = prediction_result()
         p = client.predictions.create(task=task_id, result=predicted, score=SCORES[edit], model_version=V1)
@@ -172,7 +173,8 @@ def test_review_finds_exactly_the_known_changes(label_studio, reviewed_project, 
                   label_studio.token, "--out", str(out), cwd=tmp_path)
     assert run.returncode == 0, run.stdout + run.stderr
     doc = json.loads((out / "review.json").read_text())
-    assert doc["counts"]["compared"] == 3 and not doc["problems"]
+    # only the annotated tasks are downloaded: the unannotated one has nothing to compare
+    assert doc["counts"]["tasks"] == 3 and doc["counts"]["compared"] == 3 and not doc["problems"]
     rows = {r["task_id"]: r for r in doc["tasks"]}
     for edit, task_id in tasks.items():
         row, want = rows[task_id], EXPECTED[edit]
@@ -220,7 +222,7 @@ def test_report_on_the_converted_folder(label_studio, reviewed_project, tmp_path
     dataset = tmp_path / "dataset-out"
     run = run_cli("convert", str(export), "--out", str(dataset), "--ls-url", label_studio.url, "--ls-token",
                   label_studio.token, cwd=tmp_path)
-    assert run.returncode == 0, run.stdout + run.stderr
+    assert run.returncode == 1, run.stdout + run.stderr  # 1: the unannotated song is skipped
     run = run_cli("report", str(dataset), "--jobs", "2", cwd=tmp_path)
     assert run.returncode == 0, run.stdout + run.stderr
     doc = json.loads((tmp_path / "dataset-out-report" / "report.json").read_text())
