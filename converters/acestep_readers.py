@@ -104,7 +104,7 @@ def _text(path: Path) -> str:
         return ""
 
 
-def _json_object(path: Path) -> dict:
+def read_json_object(path: Path) -> dict:
     """``<stem>.json`` as ACE-Step loads it: a dict, or nothing for a missing, broken or non-object file."""
     try:
         with open(path, encoding="utf-8") as handle:
@@ -210,7 +210,7 @@ def read_sample(audio: Path, release: Release, csv_metadata: dict | None = None,
             held.caption, held.labeled = caption, True
             held.sources["caption"] = Path(base + ".caption.txt").name
     if release.reads_json:
-        data = _json_object(Path(base + ".json"))
+        data = read_json_object(Path(base + ".json"))
         name = Path(base + ".json").name
         for key in ("caption", "bpm", "keyscale", "timesignature", "language"):
             if data.get(key):  # falsy values (0, "", null) count as missing
@@ -257,7 +257,7 @@ def read_pipeline(audio: Path) -> dict | None:
     path = Path(stem_path(audio) + ".json")
     if not path.is_file():
         return None
-    data = _json_object(path)
+    data = read_json_object(path)
     return {"caption": data.get("caption") or "", "lyrics": data.get("lyrics") or "", "bpm": data.get("bpm"),
             "keyscale": data.get("keyscale") or "", "timesignature": data.get("timesignature") or "4/4",
             "vocal_language": data.get("vocal_language") or "en"}

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from converters.acestep_readers import CURRENT, _json_object, has_words, scan_folder, stem_path, vocal_status
+from converters.acestep_readers import CURRENT, read_json_object, has_words, scan_folder, stem_path, vocal_status
 from converters.validate import validate_folder
 from label_config.vocabulary import KEYSCALES, LANGUAGE_NAMES, TIME_SIGNATURES
 from ls_acestep.files import atomic_write
@@ -61,7 +61,7 @@ def read_songs(folder: Path) -> list[dict]:
     held_by_audio, _csv_warnings = scan_folder(folder, CURRENT)
     rows = []
     for audio, held in held_by_audio.items():
-        sidecar = _json_object(Path(stem_path(audio) + ".json"))
+        sidecar = read_json_object(Path(stem_path(audio) + ".json"))
         status = vocal_status(sidecar) if sidecar else None
         duration = sidecar.get("duration") if isinstance(sidecar.get("duration"), (int, float)) else held.duration
         rows.append({
