@@ -7,6 +7,7 @@ whether that is a warning (the converter) or a silent omission (the backend).
 
 from __future__ import annotations
 
+import math
 import re
 
 SECTION_LABELS = (
@@ -94,7 +95,7 @@ def normalize_bpm(value: object) -> int | None:
         if not m:
             return None
         number = float(m.group(0))
-    if number != number:  # NaN
+    if not math.isfinite(number):  # NaN, and inf (JSON's Infinity, 1e999, a 400-digit string) has no int
         return None
     bpm = int(round(number))
     return bpm if BPM_MIN <= bpm <= BPM_MAX else None
