@@ -240,7 +240,7 @@ def _check_language(language: object, vocal_language: object) -> list[tuple[str,
 def _int_hint(value: object) -> str:
     try:
         return str(int(round(float(str(value).split()[0]))))
-    except (ValueError, IndexError):
+    except (ValueError, IndexError, OverflowError):  # OverflowError: "inf", 1e999 (JSON's Infinity)
         return "120"
 
 

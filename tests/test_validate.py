@@ -99,3 +99,15 @@ def test_caption_file_labels_a_sample_and_song_txt_is_the_lyrics_fallback(tmp_pa
 def test_empty_folder_is_a_problem(tmp_path):
     code, output = run_validate(tmp_path)
     assert code == 1 and "no audio files" in output
+
+
+def test_infinite_or_nan_bpm_is_a_problem_not_a_traceback(tmp_path, song_files):
+    wav = song_files[".wav"].read_bytes()
+    for stem, bpm in (("inf", "Infinity"), ("big", "1e999"), ("nan", "NaN"), ("text", '"inf"')):
+        (tmp_path / f"{stem}.wav").write_bytes(wav)
+        (tmp_path / f"{stem}.json").write_text(f'{{"caption": "c", "language": "en", "bpm": {bpm}}}')
+    code, output = run_validate(tmp_path)
+    assert code == 1, output
+    for stem in ("inf", "big", "nan", "text"):
+        assert any(line.startswith(f"{stem}.json: problem") and "bpm" in line and "int" in line
+                   for line in output.splitlines()), output
