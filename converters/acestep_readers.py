@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import os
 import subprocess
 from dataclasses import dataclass, field, fields
@@ -317,8 +318,9 @@ def intended(sidecar: dict) -> dict:
         want["lyrics"] = INSTRUMENTAL
     if status is not None:
         want["is_instrumental"] = status
-    if isinstance(sidecar.get("duration"), (int, float)) and not isinstance(sidecar.get("duration"), bool):
-        want["duration"] = int(sidecar["duration"])
+    duration = sidecar.get("duration")
+    if isinstance(duration, (int, float)) and not isinstance(duration, bool) and math.isfinite(duration):
+        want["duration"] = int(duration)  # NaN and Infinity (Python's JSON reader takes both) state no length
     return want
 
 

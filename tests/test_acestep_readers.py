@@ -159,6 +159,12 @@ def test_intended_values_of_another_tools_sidecar_and_differences(tmp_path):
                      "is_instrumental": (True, False)}
 
 
+def test_intended_states_no_duration_or_bpm_for_nan_and_infinity():
+    for value in (float("nan"), float("inf"), float("-inf")):
+        want = intended({"caption": "c", "duration": value, "bpm": value})
+        assert "duration" not in want and want["bpm"] is value  # kept as written, so it differs from any bpm
+
+
 def test_enharmonic_and_unicode_keys_are_the_same_key():
     from converters.acestep_readers import same
 
