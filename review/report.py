@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import datetime as _dt
 import json
+import math
 import os
 from collections import Counter
 from pathlib import Path
@@ -35,6 +36,8 @@ TRUE_PEAK_LIMIT = -1.0  # dBTP: EBU R128's maximum; above it a lossy encoding ma
 MIN_SONGS_FOR_OUTLIERS = 5  # a median of fewer songs says nothing
 MAX_NOTES_CHARS = 400  # per region in the page's hover text; the JSON keeps no texts at all
 MAX_REGIONS = 200  # per song on the page: a song has a dozen sections; a broken sidecar may hold millions
+MAX_STATED_BPM = 1000.0  # past ACE-Step's 300 to show a misread tempo, short of values no histogram can bin
+MAX_STATED_SECONDS = 24 * 3600.0  # a sidecar stating a longer song is wrong: the measured length is used
 JSON_NAME, HTML_NAME = "report.json", "report.html"
 MAX_DEFAULT_JOBS = 8  # processes unless --jobs says otherwise: each peaks near 1 GB on a 10-minute stereo song
 
@@ -48,12 +51,22 @@ def _timeline(sidecar: dict) -> list[dict]:
         if not isinstance(item, dict):
             continue
         start, end = item.get("start_sec"), item.get("end_sec")
-        if not all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in (start, end)) or end <= start:
+        if not all(isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+                   for x in (start, end)) or end <= start:
             continue
         notes = item.get("notes") if isinstance(item.get("notes"), str) else ""
         label = item.get("section_label") if isinstance(item.get("section_label"), str) else ""
         out.append({"start": float(start), "end": float(end), "label": label, "notes": notes[:MAX_NOTES_CHARS]})
     return out
+
+
+def _positive(value: object, limit: float = math.inf) -> float | None:
+    """``value`` when it is a number (not a bool) in (0, ``limit``], else None: a sidecar may hold NaN, Infinity
+    or 1e308, which no count, plot or JSON file can take."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and 0 < value <= limit \
+            and math.isfinite(value):
+        return value
+    return None
 
 
 def read_songs(folder: Path) -> list[dict]:
@@ -63,19 +76,20 @@ def read_songs(folder: Path) -> list[dict]:
     for audio, held in held_by_audio.items():
         sidecar = read_json_object(Path(stem_path(audio) + ".json"))
         status = vocal_status(sidecar) if sidecar else None
-        duration = sidecar.get("duration") if isinstance(sidecar.get("duration"), (int, float)) else held.duration
+        duration = _positive(sidecar.get("duration"), MAX_STATED_SECONDS) or _positive(held.duration)
+        duration = float(duration) if duration else None
         rows.append({
             "name": str(audio.relative_to(folder)),
             "caption": held.caption if isinstance(held.caption, str) else str(held.caption),
             "labeled": held.labeled,
-            "bpm": held.bpm if isinstance(held.bpm, (int, float)) and not isinstance(held.bpm, bool) else None,
+            "bpm": _positive(held.bpm, MAX_STATED_BPM),
             "keyscale": str(held.keyscale or ""),
             "timesignature": str(held.timesignature or ""),
             "language": str(held.language or "unknown"),
             "instrumental": bool(held.is_instrumental),
             "has_lyrics": has_words(held.lyrics),
             "vocal_by_sidecar": status is False,
-            "duration": float(duration) if duration else None,
+            "duration": duration,
             "genre": sidecar.get("genre") if isinstance(sidecar.get("genre"), str) else "",
             "timeline": _timeline(sidecar),
         })

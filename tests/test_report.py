@@ -185,3 +185,24 @@ def test_output_inside_the_folder_is_not_reported_as_orphans(dataset, tmp_path):
         assert result.exit_code == 0, result.output
     doc = json.loads((copy / "rep" / "report.json").read_text())
     assert doc["problems"] and not any(p["path"].startswith("rep") for p in doc["problems"])
+
+
+def test_nan_infinity_and_huge_numbers_in_sidecars_give_a_page(tmp_path, song_files):
+    """Python's JSON reader takes NaN and Infinity: a sidecar holding them (or 1e308) is counted as stating no
+    length or tempo, not a traceback, and report.json stays strict JSON."""
+    folder = tmp_path / "songs"
+    folder.mkdir()
+    for name, numbers in (("a", "NaN"), ("b", "Infinity"), ("c", "1e308")):
+        shutil.copy(song_files[".wav"], folder / f"{name}.wav")
+        (folder / f"{name}.json").write_text(
+            f'{{"caption": "c", "bpm": {numbers}, "duration": {numbers}, "language": "en", "music_analysis": '
+            f'{{"timeline": [{{"start_sec": 0, "end_sec": {numbers}, "section_label": "Verse"}}]}}}}')
+    doc, json_path, html_path = run_report(folder, tmp_path / "out", with_audio=False)
+
+    def no_constant(name):
+        raise AssertionError(f"{name} in report.json")
+
+    strict = json.loads(json_path.read_text(), parse_constant=no_constant)
+    assert strict["counts"]["songs"] == 3 and all(s["bpm"] is None for s in strict["songs"])
+    assert all(0 < s["duration"] < 60 for s in strict["songs"])  # the measured length of the 20 s test song
+    assert not re.search(r"\b(nan|inf)\s*%", html_path.read_text(), re.IGNORECASE)  # timeline strips, cards
