@@ -15,8 +15,9 @@ from label_config.vocabulary import normalize_keyscale, normalize_timesignature
 
 from .acestep_readers import (
     ACESTEP_KEYSCALES, ACESTEP_LANGUAGES, ACESTEP_TIME_SIGNATURES, CURRENT, DURATION_MAX, DURATION_MIN, EARLY,
-    FIELDS, INSTRUMENTAL, MAX_TRAIN_SECONDS, RELEASES, Held, Release, _text, audio_files, audio_seconds,
-    differences, has_words, intended, load_csv_metadata, read_sample, stem_path, summary, vocal_status,
+    FIELDS, INSTRUMENTAL, MAX_DATASET_CHARS, MAX_TRAIN_SECONDS, RELEASES, Held, Release, _text, audio_files,
+    audio_seconds, differences, has_words, intended, load_csv_metadata, read_sample, read_text, stem_path, summary,
+    TooLargeError, vocal_status,
 )
 
 IGNORED_KEYS = ("genre", "is_instrumental", "vocal_language")  # sidecar keys no folder scan reads
@@ -54,7 +55,7 @@ def _shown(path: Path, root: Path) -> str:
 def _sidecar(audio: Path) -> dict | None:
     path = Path(stem_path(audio) + ".json")
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(read_text(path))
     except (OSError, ValueError, RecursionError):
         return None
     return data if isinstance(data, dict) else None
@@ -201,7 +202,9 @@ def dataset_json_checks(path: Path) -> list[tuple[Path, str, str]]:
     """An ACE-Step dataset file (``{metadata, samples}``): every sample's audio must exist, and ACE-Step loads the
     file only when it and the audio lie under its working directory."""
     try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
+        data = json.loads(read_text(path, MAX_DATASET_CHARS))
+    except TooLargeError as exc:
+        return [(path, "problem", f"{exc}: more than an ACE-Step dataset file holds")]
     except (OSError, ValueError, RecursionError) as exc:
         return [(path, "problem", f"not readable as JSON ({type(exc).__name__}); ACE-Step cannot load it")]
     samples = data.get("samples") if isinstance(data, dict) else None

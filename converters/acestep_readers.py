@@ -47,6 +47,9 @@ ACESTEP_TIME_SIGNATURES = ("2", "3", "4", "6")  # constants.VALID_TIME_SIGNATURE
 BPM_MIN, BPM_MAX = 30, 300  # constants.BPM_MIN / BPM_MAX: the model's tempo range
 DURATION_MIN, DURATION_MAX = 10, 600  # constants.DURATION_MIN / MAX, seconds: what the UI accepts
 MAX_TRAIN_SECONDS = 240  # preprocess_to_tensors(max_duration=240.0): audio past this is cut before encoding
+MAX_TEXT_CHARS = 16 << 20  # per sidecar, caption or lyrics file read here: they hold a few KB; a larger file
+# (or a FIFO, or a link to /dev/zero) is not read into memory but taken as unreadable
+MAX_DATASET_CHARS = 512 << 20  # an ACE-Step dataset JSON: ~1-5 KB a sample, so >100,000 songs
 
 FIELDS = ("caption", "bpm", "keyscale", "timesignature", "language", "lyrics", "is_instrumental", "duration")
 
@@ -96,20 +99,34 @@ class Held:
 
 # --- files -------------------------------------------------------------------------------------------------------
 
+class TooLargeError(ValueError):
+    """A file holds more than the limit for its kind; it is not read into memory."""
+
+
+def read_text(path: Path, limit: int = MAX_TEXT_CHARS) -> str:
+    """A UTF-8 text file whole, at most ``limit`` characters. Raises OSError, UnicodeDecodeError, or
+    TooLargeError (a ValueError) for a longer file."""
+    with open(path, encoding="utf-8") as handle:
+        text = handle.read(limit + 1)
+    if len(text) > limit:
+        raise TooLargeError(f"{Path(path).name} holds more than {limit} characters; not read")
+    return text
+
+
 def _text(path: Path) -> str:
-    """A text file's stripped content, "" when missing, empty or unreadable (ACE-Step treats all three alike)."""
+    """A text file's stripped content, "" when missing, empty or unreadable (ACE-Step treats all three alike;
+    a file over MAX_TEXT_CHARS counts as unreadable here)."""
     try:
-        with open(path, encoding="utf-8") as handle:
-            return handle.read().strip()
-    except (OSError, UnicodeDecodeError):
+        return read_text(path).strip()
+    except (OSError, ValueError):  # UnicodeDecodeError and TooLargeError are ValueErrors
         return ""
 
 
 def read_json_object(path: Path) -> dict:
-    """``<stem>.json`` as ACE-Step loads it: a dict, or nothing for a missing, broken or non-object file."""
+    """``<stem>.json`` as ACE-Step loads it: a dict, or nothing for a missing, broken, too large (MAX_TEXT_CHARS)
+    or non-object file."""
     try:
-        with open(path, encoding="utf-8") as handle:
-            data = json.load(handle)
+        data = json.loads(read_text(path))
     except (OSError, ValueError, RecursionError):  # RecursionError: nested deeper than Python's JSON reader goes
         return {}
     return data if isinstance(data, dict) else {}

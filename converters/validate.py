@@ -23,7 +23,7 @@ from label_config.vocabulary import (
 )
 
 from .acestep_check import SongView, dataset_json_checks, song_views, view_findings
-from .acestep_readers import CURRENT, EARLY, Release
+from .acestep_readers import CURRENT, EARLY, Release, TooLargeError, _text, read_text
 from .outputs import ACESTEP_DATASET, OUTPUT_FILES, STATE_DIR
 
 OTHER_AUDIO = (".aac", ".aif", ".aiff", ".wma", ".alac", ".mp4", ".webm", ".mka", ".ape", ".wv")
@@ -122,7 +122,9 @@ def validate_report(folder: Path, releases: tuple[Release, ...] = (CURRENT, EARL
 
 def _read_sidecar(path: Path) -> tuple[dict | None, str]:
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(read_text(path))
+    except TooLargeError as exc:
+        return None, f"{exc} (a sidecar holds a few KB)"
     except UnicodeDecodeError:
         return None, "not UTF-8 text"
     except ValueError as exc:
@@ -154,7 +156,7 @@ def check_sample(audio: Path) -> list[Finding]:
     base = _base(audio)
     sidecar_path = base.with_name(base.name + ".json")
     caption_txt = base.with_name(base.name + ".caption.txt")
-    has_caption_txt = caption_txt.is_file() and caption_txt.read_text(encoding="utf-8", errors="replace").strip()
+    has_caption_txt = caption_txt.is_file() and _text(caption_txt)
     sidecar: dict = {}
     if sidecar_path.is_file():
         data, error = _read_sidecar(sidecar_path)
@@ -249,9 +251,9 @@ def check_lyrics(audio: Path, base: Path, sidecar: dict) -> list[Finding]:
     missing): LRC time stamps are read as words. Lyrics against vocals: acestep_check.lyrics_checks."""
     out: list[Finding] = []
     candidates = [base.with_name(base.name + ".lyrics.txt"), base.with_name(base.name + ".txt")]
-    found = next((p for p in candidates if p.is_file()
-                  and p.read_text(encoding="utf-8", errors="replace").strip()), None)
-    text = found.read_text(encoding="utf-8", errors="replace") if found else ""
+    texts = {p: _text(p) for p in candidates if p.is_file()}
+    found = next((p for p, words in texts.items() if words), None)
+    text = texts[found] if found else ""
     if found is None:
         for empty in (p for p in candidates if p.is_file()):
             out.append(Finding(empty, "note", f"{empty.name} is empty: ACE-Step counts it as missing"))

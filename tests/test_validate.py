@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from click.testing import CliRunner
 
+from converters.acestep_readers import MAX_TEXT_CHARS
 from converters.validate import validate_folder
 from ls_acestep.cli import main
 from tests.test_convert import FULL_RESULT, annotation, run_cli, task, text, write_export
@@ -111,3 +114,18 @@ def test_infinite_or_nan_bpm_is_a_problem_not_a_traceback(tmp_path, song_files):
     for stem in ("inf", "big", "nan", "text"):
         assert any(line.startswith(f"{stem}.json: problem") and "bpm" in line and "int" in line
                    for line in output.splitlines()), output
+
+
+@pytest.mark.timeout(120)
+def test_endless_sidecar_and_lyrics_files_are_not_read_into_memory(tmp_path, song_files):
+    """A link to /dev/zero stands for any file too large to be a sidecar or lyrics: read up to a bound, then
+    reported, never read whole (before, validate read until memory ran out)."""
+    for stem in ("a", "b"):
+        (tmp_path / f"{stem}.wav").write_bytes(song_files[".wav"].read_bytes())
+    (tmp_path / "a.json").symlink_to("/dev/zero")
+    (tmp_path / "a.lyrics.txt").symlink_to("/dev/zero")
+    (tmp_path / "acestep_dataset.json").symlink_to("/dev/zero")
+    (tmp_path / "b.json").write_text('{"caption": "' + "x" * (MAX_TEXT_CHARS + 1) + '"}')
+    code, output = run_validate(tmp_path)
+    assert code == 1, output
+    assert any(line.startswith("b.json: problem") and "more than" in line for line in output.splitlines()), output
