@@ -17,17 +17,14 @@ from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
-from label_config.sidecar import INSTRUMENTAL_LYRICS, LORA_TAB_AUDIO, V2_TRAINER_ONLY_AUDIO
-from label_config.vocabulary import (
-    BPM_MAX, BPM_MIN, LANGUAGES, TIME_SIGNATURES, normalize_keyscale, normalize_language, normalize_timesignature,
-)
+from label_config.sidecar import LORA_TAB_AUDIO, V2_TRAINER_ONLY_AUDIO
+from label_config.vocabulary import BPM_MAX, BPM_MIN, LANGUAGES, normalize_language
 
 from .acestep_check import SongView, dataset_json_checks, song_views, view_findings
 from .acestep_readers import CURRENT, EARLY, Release, TooLargeError, _text, read_text
 from .outputs import ACESTEP_DATASET, OUTPUT_FILES, STATE_DIR
 
 OTHER_AUDIO = (".aac", ".aif", ".aiff", ".wma", ".alac", ".mp4", ".webm", ".mka", ".ape", ".wv")
-_KEYSCALE = re.compile(r"^[A-G][#b]? (major|minor)$")
 _LRC_STAMP = re.compile(r"\[\d{1,3}:\d{2}(?:[.:]\d{1,3})?\]")
 _CODE = re.compile(r"^[a-z]{2,3}$")
 
@@ -203,26 +200,6 @@ def _check_bpm(bpm: object) -> list[tuple[str, str]]:
     if not BPM_MIN <= bpm <= BPM_MAX:
         return [("problem", f"bpm {bpm} is outside the model's range {BPM_MIN}-{BPM_MAX}")]
     return []
-
-
-def _check_keyscale(key: object) -> list[tuple[str, str]]:
-    if not key:
-        return [("note", "no keyscale")]
-    if isinstance(key, str) and _KEYSCALE.match(key):
-        return []
-    hint = normalize_keyscale(key) if isinstance(key, str) else None
-    return [("problem", f"keyscale {key!r} is misread: ACE-Step expects \"C major\" / \"F# minor\" / \"Bb major\""
-                        + (f" (here: {hint!r})" if hint else ""))]
-
-
-def _check_timesignature(sig: object) -> list[tuple[str, str]]:
-    if not sig:
-        return [("note", "no timesignature")]
-    if str(sig) in TIME_SIGNATURES:
-        return []
-    hint = normalize_timesignature(sig)
-    return [("problem", f"timesignature {sig!r} is misread: ACE-Step expects the numerator only, one of "
-                        f"{', '.join(TIME_SIGNATURES)}" + (f" (here: {hint!r})" if hint else ""))]
 
 
 def _check_language(language: object, vocal_language: object) -> list[tuple[str, str]]:
