@@ -4,9 +4,10 @@ A song has a pulse when three things agree: the onset envelope repeats at the be
 mean-removed autocorrelation at that lag), it does so all through the song (the share of windows whose own
 strongest period is the same pulse or a simple multiple of it), and the beat tracker, asked for that tempo,
 follows it with steady beat periods. A held chord (no onsets), noise and speech (no repeating period) fail.
-The tempo octave is chosen from the autocorrelation alone (scale-free under time stretching) with a broad
-preference for what a musician would tap (around TAP_BPM), so a small stretch moves the tempo by the stretch
-factor rather than to another octave.
+The tempo level is chosen from the autocorrelation, read between frames (oversampled), with a broad preference
+for what a musician would tap (around TAP_BPM); levels whose evidence is nearly tied are decided by a rule that
+does not depend on the absolute tempo (the fastest of them), so a small stretch moves the tempo by the stretch
+factor rather than to another level.
 """
 
 from __future__ import annotations
@@ -19,7 +20,11 @@ ACF_WINDOW = 384  # onset frames per autocorrelation window (8.9 s at 43 frames/
 ACF_HOP = 192  # frames between windows (half overlap)
 MIN_BPM, MAX_BPM = 40.0, 240.0  # the range of periods looked at
 TAP_BPM = 115.0  # centre of the preference for the tapped level (rendered songs at 70-160 bpm are tapped there)
-TAP_OCTAVES = 0.9  # width (standard deviation in octaves) of that preference: broad, so the ACF decides
+TAP_OCTAVES = 1.2  # width (standard deviation in octaves) of that preference: broad, so the ACF decides; a
+# 0.92 stretch then moves the preference between two levels an octave apart by only 6 %
+LEVEL_TIE = 0.15  # levels scoring within this share of the best are tied: a stretch could swap their order
+ACF_OVERSAMPLE = 4  # autocorrelation lags per frame: a beat period falls between frames (a 130 bpm beat is 19.9
+# frames), and the peak height read at whole frames drops by up to a fifth, enough to swap two levels
 MIN_PULSE_STRENGTH = 0.2  # mean autocorrelation at the beat period; noise ~0.06, speech ~0.09, rubato ~0.10
 MIN_STABILITY = 0.5  # share of windows whose own period is the pulse's (or 2x, 3x, 1/2x, ...)
 MAX_BEAT_CV = 0.12  # beat-period variation (std / mean of inter-beat intervals) of a steady pulse
@@ -47,20 +52,21 @@ class Pulse:
     triple_feel: float = 0.0
 
 
-def window_acf(onset: np.ndarray) -> np.ndarray:
+def window_acf(onset: np.ndarray, oversample: int = 1) -> np.ndarray:
     """Autocorrelation of the mean-removed onset envelope in windows of ACF_WINDOW frames every ACF_HOP frames,
-    each normalised by its lag-0 value: shape (windows, ACF_WINDOW), lag in frames. A song shorter than one
-    window is one window."""
+    each normalised by its lag-0 value: shape (windows, ACF_WINDOW * oversample), lag in frames / `oversample`
+    (band-limited interpolation between whole-frame lags, which it passes through exactly). A song shorter than
+    one window is one window."""
     onset = np.asarray(onset, dtype=np.float64)
     win = min(ACF_WINDOW, len(onset))
     starts = range(0, max(1, len(onset) - win + 1), ACF_HOP)
     frames = np.stack([onset[k: k + win] for k in starts])
     frames = frames - frames.mean(axis=1, keepdims=True)
     spectrum = np.fft.rfft(frames, 2 * win, axis=1)
-    acf = np.fft.irfft(np.abs(spectrum) ** 2, axis=1)[:, :win]
+    acf = np.fft.irfft(np.abs(spectrum) ** 2, 2 * win * oversample, axis=1)[:, :win * oversample]
     acf /= np.maximum(acf[:, :1], 1e-12)  # a window without any change (silence) stays all zero
-    out = np.zeros((len(frames), ACF_WINDOW))
-    out[:, :win] = acf
+    out = np.zeros((len(frames), ACF_WINDOW * oversample))
+    out[:, :win * oversample] = acf
     return out
 
 
@@ -72,23 +78,40 @@ def _at(curve: np.ndarray, lag: float) -> float:
     return float(curve[i] + (lag - i) * (curve[i + 1] - curve[i]))
 
 
-def choose_period(mean_acf: np.ndarray, fps: float) -> float:
-    """The beat period in frames: among the local maxima of the mean autocorrelation between MIN_BPM and
-    MAX_BPM, the one with the highest autocorrelation times the tapping preference (log-normal around TAP_BPM).
-    The peak is refined to a fraction of a frame by a parabola through its neighbours."""
-    lo, hi = int(fps * 60 / MAX_BPM), min(len(mean_acf) - 2, int(np.ceil(fps * 60 / MIN_BPM)))
-    best, best_score = float(lo), -np.inf
-    for lag in range(max(lo, 1), hi + 1):
-        a, b, c = mean_acf[lag - 1], mean_acf[lag], mean_acf[lag + 1]
+def acf_peaks(fine_acf: np.ndarray, fps: float, oversample: int) -> list[tuple[float, float]]:
+    """(lag in frames, height) of the local maxima of an oversampled mean autocorrelation between MIN_BPM and
+    MAX_BPM, each refined by a parabola through its neighbours (position and height)."""
+    lo = max(1, int(fps * 60 / MAX_BPM * oversample))
+    hi = min(len(fine_acf) - 2, int(np.ceil(fps * 60 / MIN_BPM * oversample)))
+    peaks = []
+    for i in range(lo, hi + 1):
+        a, b, c = fine_acf[i - 1], fine_acf[i], fine_acf[i + 1]
         if not (b >= a and b >= c and b > 0):
             continue
-        shift = 0.5 * (a - c) / (a - 2 * b + c) if (a - 2 * b + c) < 0 else 0.0
-        exact = lag + float(np.clip(shift, -0.5, 0.5))
-        bpm = 60.0 * fps / exact
-        score = b * np.exp(-0.5 * (np.log2(bpm / TAP_BPM) / TAP_OCTAVES) ** 2)
-        if score > best_score:
-            best, best_score = exact, score
-    return best
+        curve = a - 2 * b + c
+        shift = float(np.clip(0.5 * (a - c) / curve, -0.5, 0.5)) if curve < 0 else 0.0
+        peaks.append(((i + shift) / oversample, float(b - 0.25 * (a - c) * shift)))
+    return peaks
+
+
+def tap_preference(bpm: float) -> float:
+    """How readily a musician taps `bpm` (in (0, 1]): log-normal around TAP_BPM, TAP_OCTAVES wide."""
+    return float(np.exp(-0.5 * (np.log2(bpm / TAP_BPM) / TAP_OCTAVES) ** 2))
+
+
+def choose_period(fine_acf: np.ndarray, fps: float, oversample: int = ACF_OVERSAMPLE) -> float:
+    """The beat period in frames. Each autocorrelation peak (a metrical level) scores its height times the
+    tapping preference; the levels within LEVEL_TIE of the best are the candidates, and of those the fastest
+    (shortest period) is the beat, since it is evident enough to be tapped and the slower ones are its bars or
+    half bars. Only ratios of heights and the order of periods decide among near ties, and a time stretch
+    changes neither, so a small stretch cannot swap two nearly tied levels the way a tempo preference would.
+    MIN_BPM (as a period) when there is no peak at all."""
+    peaks = acf_peaks(fine_acf, fps, oversample)
+    if not peaks:
+        return fps * 60 / MIN_BPM
+    scores = [height * tap_preference(60.0 * fps / lag) for lag, height in peaks]
+    best = max(scores)
+    return min(lag for (lag, _), score in zip(peaks, scores) if score >= (1.0 - LEVEL_TIE) * best)
 
 
 def stability(acfs: np.ndarray, period: float, fps: float) -> float:
@@ -110,10 +133,11 @@ def track(onset: np.ndarray, fps: float, sr: int, hop: int) -> Pulse:
     if len(onset) < 4 or onset.mean() < MIN_ONSET_DB:
         return none
     contrast = np.percentile(onset, 95) / max(float(np.median(onset)), 1e-6)
-    acfs = window_acf(onset)
-    acfs = acfs[acfs[:, 0] > 0.5] if np.any(acfs[:, 0] > 0.5) else acfs  # windows of silence say nothing
+    fine = window_acf(onset, ACF_OVERSAMPLE)
+    fine = fine[fine[:, 0] > 0.5] if np.any(fine[:, 0] > 0.5) else fine  # windows of silence say nothing
+    acfs = fine[:, ::ACF_OVERSAMPLE]  # the whole-frame lags, exactly as without oversampling
     mean_acf = acfs.mean(axis=0)
-    period = choose_period(mean_acf, fps)
+    period = choose_period(fine.mean(axis=0), fps)
     strength = _at(mean_acf, period)
     steady = stability(acfs, period, fps)
     bpm_guess = 60.0 * fps / period
@@ -135,7 +159,9 @@ def track(onset: np.ndarray, fps: float, sr: int, hop: int) -> Pulse:
     # the tracker's own period must be the one asked for: it follows the pulse rather than a stray grid
     if slope <= 0 or abs(slope * fps / period - 1.0) > RELATED_TOLERANCE:
         return evidence
-    evidence.bpm = round(60.0 / slope, 1)
+    # the bpm is the autocorrelation's period, read between frames over the whole song: the tracker's beats
+    # sit on whole frames and drift by a few percent where it skips or adds one
+    evidence.bpm = round(60.0 * fps / period, 1)
     margin = min(strength / MIN_PULSE_STRENGTH, steady / MIN_STABILITY, MAX_BEAT_CV / max(cv, 1e-3)) - 1.0
     evidence.confidence = round(float(np.clip(0.5 + margin, 0.0, 1.0)), 3)
     return evidence
