@@ -24,7 +24,7 @@ def _request(method: str, url: str, headers: dict, what: str, **kwargs):
 
     try:
         response = requests.request(method, url, headers=headers, timeout=60, **kwargs)
-    except requests.RequestException as exc:
+    except requests.RequestException as exc:  # an OSError too: the CLI would call it a write error
         raise SourceError(f"{what}: cannot reach Label Studio ({exc.__class__.__name__}); check --ls-url") from None
     if response.status_code in (401, 403):
         raise SourceError(f"{what}: Label Studio answered {response.status_code}; check --ls-token")
@@ -33,6 +33,19 @@ def _request(method: str, url: str, headers: dict, what: str, **kwargs):
     if response.status_code >= 400:
         raise SourceError(f"{what}: HTTP {response.status_code} {response.text[:200]}")
     return response
+
+
+def _answer(response, what: str, key: str = "") -> dict:
+    """The JSON object Label Studio answered (with ``key`` in it when given), else SourceError naming ``what``:
+    a proxy's HTML page or another server on that port answers too."""
+    try:
+        data = response.json()
+    except ValueError:  # requests' JSONDecodeError (also an OSError, through RequestException)
+        data = None
+    if not isinstance(data, dict) or (key and key not in data):
+        raise SourceError(f"{what}: not a Label Studio answer (HTTP {response.status_code}, "
+                          f"{response.text[:120]!r}); check --ls-url")
+    return data
 
 
 def download_snapshot(ls_url: str, token: str, project: int, folder: Path,
@@ -48,10 +61,12 @@ def download_snapshot(ls_url: str, token: str, project: int, folder: Path,
     base = f"{ls_url.rstrip('/')}/api/projects/{project}/exports"
     body = {"title": "ls-acestep review", "serialization_options": {"predictions": {"only_id": False}},
             "task_filter_options": {"annotated": "only"}}
-    export_id = _request("POST", base, headers, f"project {project}: creating a snapshot", json=body).json()["id"]
+    what = f"project {project}: creating a snapshot"
+    export_id = _answer(_request("POST", base, headers, what, json=body), what, "id")["id"]
     deadline = time.monotonic() + timeout
     while True:
-        status = _request("GET", f"{base}/{export_id}", headers, f"project {project}: snapshot {export_id}").json()
+        what = f"project {project}: snapshot {export_id}"
+        status = _answer(_request("GET", f"{base}/{export_id}", headers, what), what)
         if status.get("status") == "completed":
             break
         if status.get("status") == "failed":
@@ -59,11 +74,17 @@ def download_snapshot(ls_url: str, token: str, project: int, folder: Path,
         if time.monotonic() > deadline:
             raise SourceError(f"project {project}: snapshot {export_id} not ready after {timeout:.0f} s")
         time.sleep(POLL_SECONDS)
-    response = _request("GET", f"{base}/{export_id}/download?exportType=JSON", headers,
-                        f"project {project}: downloading snapshot {export_id}", stream=True)
+    what = f"project {project}: downloading snapshot {export_id}"
+    response = _request("GET", f"{base}/{export_id}/download?exportType=JSON", headers, what, stream=True)
     folder.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=f"project-{project}-", suffix=".json")
-    with os.fdopen(fd, "wb") as out, response:
-        for chunk in response.iter_content(_CHUNK_BYTES):
-            out.write(chunk)
+    import requests
+
+    try:
+        with os.fdopen(fd, "wb") as out, response:
+            for chunk in response.iter_content(_CHUNK_BYTES):
+                out.write(chunk)
+    except requests.RequestException as exc:  # cut off part-way: the connection dropped or the body was short
+        os.unlink(tmp)
+        raise SourceError(f"{what}: the download broke off ({exc.__class__.__name__}); try again") from None
     return Path(tmp)

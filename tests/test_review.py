@@ -4,8 +4,10 @@ are paired with the prediction they started from; bad tasks are reported, not fa
 from __future__ import annotations
 
 import copy
+import http.server
 import json
 import re
+import threading
 
 import pytest
 from click.testing import CliRunner
@@ -261,3 +263,50 @@ def test_an_export_without_annotations_still_gives_a_page(tmp_path):
     doc, _, html_path = run_review(export, tmp_path / "out")
     assert doc["counts"]["compared"] == 0 and doc["versions"] == {}
     assert "Tasks changed most" in html_path.read_text()
+
+
+class _BrokenLabelStudio(http.server.BaseHTTPRequestHandler):
+    """Speaks Label Studio's export API shapes, then fails one way: ``mode`` "html" answers the snapshot request
+    with a proxy's page, "cut" sends a snapshot shorter than its Content-Length and closes the connection."""
+
+    mode = "cut"
+
+    def log_message(self, *args):  # quiet
+        pass
+
+    def _send(self, body: bytes, kind: str = "application/json", length: int | None = None):
+        self.send_response(200)
+        self.send_header("Content-Type", kind)
+        self.send_header("Content-Length", str(len(body) if length is None else length))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_POST(self):  # noqa: N802
+        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        if self.mode == "html":
+            return self._send(b"<html>login</html>", "text/html")
+        self._send(b'{"id": 5}')
+
+    def do_GET(self):  # noqa: N802
+        if "/download" in self.path:
+            self._send(b'[{"id": 1, "data": {', length=100_000)
+            self.close_connection = True
+        else:
+            self._send(b'{"id": 5, "status": "completed"}')
+
+
+@pytest.mark.parametrize("mode,message", [("html", "not a Label Studio answer"), ("cut", "broke off")])
+def test_a_broken_label_studio_answer_is_a_message(tmp_path, mode, message):
+    handler = type("Handler", (_BrokenLabelStudio,), {"mode": mode})
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        result = CliRunner().invoke(review_command, [
+            "--project", "3", "--ls-url", f"http://127.0.0.1:{server.server_port}", "--ls-token", "abc",
+            "--out", str(tmp_path / "r")])
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert result.exit_code == 2 and message in result.output, result.output
+    assert "cannot write" not in result.output and isinstance(result.exception, SystemExit)
