@@ -21,6 +21,8 @@ from label_config.sidecar import SongAnnotation
 
 BOUNDARY_WINDOWS = (0.5, 3.0)  # seconds: MIREX's two hit-rate windows (a beat at most; a bar or so)
 FRAME_SECONDS = 0.1  # label-agreement grid; finer than any boundary a person places by ear
+MAX_FRAMES = 200_000  # label-agreement frames at most (5.5 h at FRAME_SECONDS): a region ending at 1e9 s in an
+# export would otherwise ask for billions of frames; a longer span gets a coarser grid
 BPM_TOLERANCE = 1.0  # BPM: within one beat per minute counts as accepted (the control holds integers)
 SONG_TEXT_FIELDS = (names.CAPTION, names.GENRE, names.INSTRUMENTS, names.EFFECTS, names.VOCAL_CHARACTERISTICS,
                     names.MIX_NOTES)
@@ -201,7 +203,7 @@ def compare_regions(predicted: SongAnnotation, final: SongAnnotation) -> RegionC
 
 
 def label_agreement(est: np.ndarray, est_labels: list[str], ref: np.ndarray, ref_labels: list[str]) -> float | None:
-    """Share of FRAME_SECONDS frames (over the span either side covers) that carry the same section label on both
+    """Share of FRAME_SECONDS frames (coarser past MAX_FRAMES; over the span either side covers) that carry the same section label on both
     sides; a frame outside every region on one side and inside one on the other disagrees. mir_eval assigns the
     labels to the frames."""
     import mir_eval
@@ -213,7 +215,8 @@ def label_agreement(est: np.ndarray, est_labels: list[str], ref: np.ndarray, ref
     end = max(float(x[:, 1].max()) for x in spans)
     if end <= start:
         return None
-    times = np.arange(start, end, FRAME_SECONDS) + FRAME_SECONDS / 2
+    step = max(FRAME_SECONDS, (end - start) / MAX_FRAMES)
+    times = np.arange(start, end, step) + step / 2
     a = mir_eval.util.interpolate_intervals(est, est_labels, times) if len(est) else [None] * len(times)
     b = mir_eval.util.interpolate_intervals(ref, ref_labels, times) if len(ref) else [None] * len(times)
     return float(np.mean([x == y for x, y in zip(a, b)]))

@@ -9,6 +9,7 @@ import json
 import re
 import threading
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
 
@@ -310,3 +311,15 @@ def test_a_broken_label_studio_answer_is_a_message(tmp_path, mode, message):
         server.server_close()
     assert result.exit_code == 2 and message in result.output, result.output
     assert "cannot write" not in result.output and isinstance(result.exception, SystemExit)
+
+
+@pytest.mark.timeout(60)
+def test_a_region_ending_a_billion_seconds_in_is_measured_on_a_bounded_grid():
+    from review.compare import MAX_FRAMES, label_agreement
+
+    far = [*region("r1", 0.0, 10.0, "Intro"), *region("r2", 10.0, 1e9, "Verse")]
+    change = compare_results(PREDICTED, far)  # before: np.arange asked for 10 billion frames
+    # the prediction covers 30 s of the billion: almost every (coarse) frame disagrees
+    assert 0.0 <= change.regions.label_agreement < 1e-3 and change.regions.deleted == 1
+    est = np.array([[0.0, 10.0], [10.0, 20.0]])
+    assert label_agreement(est, ["a", "b"], est, ["a", "b"]) == 1.0 and MAX_FRAMES * 0.1 > 20
