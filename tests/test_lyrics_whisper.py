@@ -70,6 +70,26 @@ def test_voice_activity_leaves_torchs_thread_count_alone(monkeypatch):
     assert torch.get_num_threads() == 2
 
 
+def test_streams_side_by_side_agree_with_one_long_pass(documents):
+    """The batched streams (ml_backend.lyrics.voice) against the model run frame by frame over the whole song."""
+    import torch
+
+    from ml_backend.lyrics import voice
+
+    song = np.tile(read(documents, "voiced.wav"), 2)  # 80 s: three streams
+    batched = voice_activity(song).probabilities
+    frames = torch.from_numpy(song[: batched.size * voice.FRAME].reshape(-1, voice.FRAME))
+    model = voice._model()
+    with torch.inference_mode():
+        model.reset_states()
+        single = np.array([float(model(frame, SR)) for frame in frames])
+    assert np.mean((single >= 0.5) == (batched >= 0.5)) > 0.98
+    one = voice.VoiceActivity(single)
+    for start in range(0, 80, 10):
+        assert abs(one.voiced_seconds(start, start + 10) - voice.VoiceActivity(batched).voiced_seconds(
+            start, start + 10)) < 0.3
+
+
 def test_voiced_seconds_counts_frames_in_the_window():
     activity = VoiceActivity(np.array([0.9] * 10 + [0.1] * 10, dtype=np.float32), frame_seconds=0.1)
     assert activity.voiced_seconds(0, 2) == pytest.approx(1.0)

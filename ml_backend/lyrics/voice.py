@@ -18,6 +18,8 @@ import numpy as np
 VAD_SR = 16000  # Hz: the rate Silero VAD and Whisper both take
 FRAME = 512  # samples per Silero frame at 16 kHz (32 ms); the model takes exactly this many
 VOICED_PROBABILITY = 0.5  # Silero's own default threshold for "speech"
+STREAM_FRAMES = 938  # 30 s per stream: a 4-minute song runs as 8 streams side by side (8 times fewer calls)
+WARM_UP_FRAMES = 16  # 0.5 s of context before each stream's first kept frame (the model's state settles in it)
 
 _MODEL = None
 _MODEL_LOCK = threading.Lock()  # the model keeps a recurrent state: one song at a time per process
@@ -55,8 +57,11 @@ def _model():
 
 
 def voice_activity(audio: np.ndarray, sr: int = VAD_SR) -> VoiceActivity:
-    """Silero's speech probability for each 32 ms frame of ``audio`` (mono float, ``sr`` must be 16 kHz). The
-    model runs frame by frame (it is recurrent) on the CPU: about 3 % of the audio's duration on one core."""
+    """Silero's speech probability for each 32 ms frame of ``audio`` (mono float, ``sr`` must be 16 kHz).
+
+    The model is recurrent, so it runs frame by frame; to need fewer calls, the song is cut into streams of
+    STREAM_FRAMES that run side by side as one batch. Each stream after the first starts WARM_UP_FRAMES early and
+    those outputs are dropped, so every kept frame has the same half second of context as in one long pass."""
     import torch
 
     if sr != VAD_SR:
@@ -67,9 +72,18 @@ def voice_activity(audio: np.ndarray, sr: int = VAD_SR) -> VoiceActivity:
     if count == 0:
         return VoiceActivity(probabilities)
     frames = torch.from_numpy(samples[:count * FRAME].reshape(count, FRAME))
+    starts = list(range(0, count, STREAM_FRAMES))
+    begins = [max(0, s - WARM_UP_FRAMES) for s in starts]
+    steps = max(min(s + STREAM_FRAMES, count) - b for s, b in zip(starts, begins))
+    batch = torch.zeros((len(starts), steps, FRAME), dtype=torch.float32)
+    for row, (s, b) in enumerate(zip(starts, begins)):
+        piece = frames[b:min(s + STREAM_FRAMES, count)]
+        batch[row, :len(piece)] = piece
     with _MODEL_LOCK, torch.inference_mode():
         model = _model()
         model.reset_states()
-        for i in range(count):
-            probabilities[i] = float(model(frames[i], VAD_SR))
+        out = torch.stack([model(batch[:, t], VAD_SR).reshape(-1) for t in range(steps)], dim=1).numpy()
+    for row, (s, b) in enumerate(zip(starts, begins)):
+        kept = min(s + STREAM_FRAMES, count) - s
+        probabilities[s:s + kept] = out[row, s - b:s - b + kept]
     return VoiceActivity(probabilities)
