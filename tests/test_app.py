@@ -191,6 +191,15 @@ def test_metrics_count_requests_and_predictions(client):
     assert body["predictions_total"] >= 1 and body["prediction_failures_total"] == 1
 
 
+def test_metrics_count_unknown_paths_under_one_label(client):
+    for n in range(50):  # made-up paths: one counter, not one each, and nothing of them in the metrics text
+        assert client.get(f'/nope-{n}"}} 1\nfake_metric 9').status_code == 404
+    text = client.get("/metrics").get_data(as_text=True)
+    assert 'ls_acestep_requests_total{route="(no route)"} 50' in text
+    assert 'ls_acestep_request_errors_total{route="(no route)"} 50' in text
+    assert "nope" not in text and "fake_metric" not in text
+
+
 def settings_table_rows(page: str) -> set[str]:
     """The variable names in the first column of the table under the page's ``## Settings`` heading."""
     section = page.split("\n## Settings\n", 1)[1].split("\n## ", 1)[0]

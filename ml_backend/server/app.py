@@ -2,7 +2,7 @@
 
 ``GET /health`` and ``GET /`` (status), ``POST /setup`` (model version; Label Studio calls it before every batch
 with a 3 s timeout, so it never loads the model), ``POST /predict`` (``{"tasks", "label_config", ...}`` to
-``{"results": [one prediction per task]}``), ``POST /webhook`` (handed to ``ml_backend.prelabel.webhook`` when present) and
+``{"results": [one prediction per task]}``), ``POST /webhook`` (handed to ``ml_backend.prelabel.webhook``) and
 ``GET /metrics``. HTTP basic auth guards every route when BASIC_AUTH_USER and BASIC_AUTH_PASS are set. Errors are
 JSON ``{"error": "..."}`` with a message, never a traceback.
 """
@@ -56,6 +56,13 @@ def configure_logging(level: str) -> None:
 def error(message: str, status: int) -> tuple[Response, int]:
     """A JSON error body ``{"error": message}`` with the HTTP status."""
     return jsonify({"error": message}), status
+
+
+def route_label() -> str:
+    """The current request's route as the metrics count it: its rule ("/predict"), "(no route)" for a path no
+    route serves, so that clients sending made-up paths neither grow the counters without bound nor write into
+    the metrics text."""
+    return request.url_rule.rule if request.url_rule is not None else "(no route)"
 
 
 def basic_auth_ok(settings: Settings, authorization) -> bool:
@@ -167,7 +174,7 @@ def create_app(settings: Settings | None = None) -> Flask:
 
     @app.before_request
     def _authenticate():
-        state.requests[request.path] += 1
+        state.requests[route_label()] += 1
         if not basic_auth_ok(settings, request.authorization):
             response, status = error("authentication required: use the BASIC_AUTH_USER/BASIC_AUTH_PASS "
                                      "credentials (Label Studio: Model settings > Basic auth)", 401)
@@ -178,7 +185,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     @app.after_request
     def _count_errors(response):
         if response.status_code >= 400:
-            state.errors[request.path] += 1
+            state.errors[route_label()] += 1
         return response
 
     @app.errorhandler(413)
