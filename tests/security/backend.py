@@ -6,40 +6,23 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import requests
 
+from tests.e2e import servers
+from tests.e2e.servers import free_port
+
 REPO = Path(__file__).resolve().parents[2]
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def wait_until(check, seconds: float, what: str, proc: subprocess.Popen | None = None, log: Path | None = None):
-    end = time.monotonic() + seconds
-    last = None
-    while time.monotonic() < end:
-        if proc is not None and proc.poll() is not None:
-            tail = log.read_text(errors="replace")[-3000:] if log and log.exists() else ""
-            pytest.fail(f"{what}: the process exited with status {proc.returncode}\n{tail}")
-        try:
-            value = check()
-            if value:
-                return value
-        except Exception as exc:  # not up yet
-            last = exc
-        time.sleep(0.1)
-    pytest.fail(f"timed out after {seconds:.0f} s waiting for {what} (last error: {last})")
+    """tests.e2e.servers.wait_until, polled every 0.1 s (these servers start in a second or two)."""
+    return servers.wait_until(check, seconds, what, interval=0.1, proc=proc, log=log)
 
 
 class RedisServer:
