@@ -17,17 +17,7 @@ from review.cli import review_command
 from review.compare import ACCEPTED, ADDED, CHANGED, compare_results, lyrics_words, text_similarity
 from review.pairs import OLDER, PARENT, task_pairs
 from review.review_run import run_review
-
-
-def region(rid: str, start: float, end: float, label: str, notes: str | None = None,
-           lyrics: str | None = None) -> list[dict]:
-    items = [{"id": rid, "from_name": "section", "to_name": "audio", "type": "labels",
-              "value": {"start": start, "end": end, "channel": 0, "labels": [label]}}]
-    for name, text in (("segment_notes", notes), ("segment_lyrics", lyrics)):
-        if text is not None:
-            items.append({"id": rid, "from_name": name, "to_name": "audio", "type": "textarea",
-                          "value": {"start": start, "end": end, "text": [text]}})
-    return items
+from tests.test_convert import region
 
 
 def field(name: str, value) -> dict:
