@@ -42,7 +42,7 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from urllib.parse import parse_qs, unquote, urljoin, urlsplit
+from urllib.parse import parse_qs, quote, unquote, urljoin, urlsplit
 
 CLOUD_SCHEMES = ("s3", "gs", "azure-blob")
 _CHUNK_BYTES = 1 << 16  # bytes per read: small enough that the size cap is checked often
@@ -333,11 +333,19 @@ def _is_network(text: str) -> bool:
 
 # --- the download cache ------------------------------------------------------------------------------------------
 
+_NAME_BYTES = 150  # of a cached file's readable name: with the hash, well under the 255-byte name limit
+
+
 def _cache_path(cache_dir: Path, ref: str, name: str) -> Path:
-    """A stable file name per reference: a short hash (distinct refs never collide) plus the readable name."""
+    """A stable file name per reference: a short hash (distinct refs never collide) plus the readable name, cut
+    to _NAME_BYTES of UTF-8 (100 Japanese characters are 300 bytes) with its extension kept."""
     digest = hashlib.sha1(ref.encode()).hexdigest()[:12]
     name = name.replace("/", "_").replace("\\", "_").lstrip(".") or "audio"
-    return cache_dir / f"{digest}__{name[:150]}"
+    if len(name.encode()) > _NAME_BYTES:
+        suffix = PurePosixPath(name).suffix[:16]
+        stem = name[: len(name) - len(suffix)].encode()[: _NAME_BYTES - len(suffix.encode())]
+        name = stem.decode("utf-8", "ignore") + suffix
+    return cache_dir / f"{digest}__{name}"
 
 
 def _usable(target: Path) -> bool:
@@ -576,6 +584,9 @@ def _remaining(deadline: float, url: str, who: str, timeout: float) -> float:
     return left
 
 
+_URL_SAFE = "/%?&=+:;@!$'()*,[]~"  # kept as they are when a request path is percent-encoded (% too: once only)
+
+
 def _fetch(url: str, target: Path, headers: dict, source: MediaSource, who: str, deadline: float) -> str | None:
     """One HTTP GET of ``url``: the redirect's Location, or None once the body is stored at ``target``."""
     left = _remaining(deadline, url, who, source.timeout)
@@ -584,6 +595,7 @@ def _fetch(url: str, target: Path, headers: dict, source: MediaSource, who: str,
     host, port = _netloc_key(url)
     conn = _PinnedConnection(host, port, addresses, parts.scheme.lower() == "https", timeout=left)
     path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    path = quote(path, safe=_URL_SAFE)  # a raw "あ" or space in task data: http.client sends ASCII only
     headers = {"User-Agent": "ls-acestep", "Accept-Encoding": "identity", **headers}
     response = None
     with _Watchdog(conn, left) as watchdog:

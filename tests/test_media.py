@@ -9,7 +9,7 @@ import json
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, quote, urlsplit
 
 import jwt
 import pytest
@@ -435,3 +435,14 @@ def test_a_resolver_that_hangs_counts_against_the_deadline(tmp_path, monkeypatch
     with pytest.raises(MediaError, match="resolving 'media.example' took longer than FETCH_TIMEOUT"):
         resolve_audio("http://media.example/a.wav", MediaSource(cache_dir=tmp_path, timeout=0.5), task_id=1)
     assert time.monotonic() - started < 10
+
+
+def test_non_ascii_and_long_file_names_download(tmp_path, ls_server):
+    """Label Studio stores a reference percent-encoded or raw (local-files paths); a file name of 100 Japanese
+    characters is 300 bytes, more than a file name may hold: both download, into a name that fits."""
+    name = "あ" * 100 + " song.wav"
+    ls_server.file("/data/upload/1/" + quote(name), b"RIFF-data", token="Token k")
+    source = MediaSource(ls_url=ls_server.url, ls_token="k", cache_dir=tmp_path)
+    for ref in ("/data/upload/1/" + quote(name), "/data/upload/1/" + name):
+        path = resolve_audio(ref, source, task_id=1)
+        assert path.read_bytes() == b"RIFF-data" and path.name.endswith("あ.wav") and len(path.name.encode()) <= 255
