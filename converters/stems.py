@@ -32,8 +32,8 @@ def stem_and_ext(ref: str) -> tuple[str, str]:
         stem, ext = ext, ""
     stem = _UPLOAD_PREFIX.sub("", stem, count=1)
     stem = _UNSAFE.sub("_", stem).strip(" .")
-    while len(stem.encode()) > _MAX_STEM_BYTES:
-        stem = stem[:-1]
+    if len(stem.encode()) > _MAX_STEM_BYTES:  # cut once at a character boundary (not a char at a time: quadratic)
+        stem = stem.encode()[:_MAX_STEM_BYTES].decode("utf-8", "ignore").strip(" .")
     return stem or "audio", ext.lower()
 
 

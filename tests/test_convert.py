@@ -629,3 +629,13 @@ def test_leftovers_of_an_interrupted_run_are_cleared(tmp_path, media, song_files
     assert sorted(p.name for p in work.iterdir()) == ["lock", "state.jsonl"]  # the folder's lock file stays
     rows = (tmp_path / "out" / "annotations_manifest.jsonl").read_text().splitlines()
     assert [json.loads(r)["task_id"] for r in rows] == [1]
+
+
+@pytest.mark.timeout(60)
+def test_a_huge_file_name_is_cut_once_to_a_file_name_that_fits():
+    from converters.stems import stem_and_ext
+
+    # before: cut one character at a time, re-encoding the whole name each time (hours for this one)
+    stem, ext = stem_and_ext("/data/upload/1/abcdef12-" + "あ" * 2_000_000 + ".WAV")
+    assert ext == ".wav" and stem == "あ" * 60 and len(stem.encode()) == 180
+    assert stem_and_ext("/data/upload/1/" + "a" * 179 + "あ.wav")[0] == "a" * 179  # never half a character
