@@ -13,6 +13,7 @@ import contextlib
 import errno
 import os
 import secrets
+import stat
 
 DEFAULT_MODE = 0o666  # before the umask, as open() does
 _EXCLUSIVE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -83,17 +84,23 @@ def leaves_folder(path, root) -> bool:
     return real != real_root and not real.startswith(real_root.rstrip(os.sep) + os.sep)
 
 
+_READ_FLAGS = os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK  # O_NONBLOCK: opening a planted FIFO does not hang
+
+
 def read_inside(path, root) -> bytes:
     """The bytes of ``path``, a file in the folder ``root``: a symlink is followed only when it stays inside
-    ``root``, else OutsideFolderError. FileNotFoundError when there is no file. One open() for a plain file."""
+    ``root``, else OutsideFolderError. FileNotFoundError when there is no file; OSError (EINVAL) for a FIFO,
+    device or folder, which is not read. One open() for a plain file."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        fd = os.open(path, _READ_FLAGS | os.O_NOFOLLOW)
     except OSError as exc:
         if exc.errno != errno.ELOOP:  # ELOOP: the last component is a symlink
             raise
         if leaves_folder(path, root):
             raise OutsideFolderError(errno.EPERM, f"a symbolic link to {os.path.realpath(path)}, outside "
                                      f"{root}", os.fspath(path)) from None
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        fd = os.open(path, _READ_FLAGS)
     with open(fd, "rb", closefd=True) as handle:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):  # /dev/zero would never end, a FIFO never start
+            raise OSError(errno.EINVAL, "not a regular file; not read", os.fspath(path))
         return handle.read()

@@ -43,3 +43,19 @@ def test_default_mode_is_what_the_umask_leaves(tmp_path):
     finally:
         os.umask(old)
     assert stat.S_IMODE((tmp_path / "a.json").stat().st_mode) == 0o640
+
+
+@pytest.mark.timeout(30)
+def test_read_inside_refuses_a_fifo_and_a_device_without_hanging(tmp_path):
+    from ls_acestep.files import OutsideFolderError, read_inside
+
+    (tmp_path / "plain.json").write_bytes(b"{}")
+    assert read_inside(tmp_path / "plain.json", tmp_path) == b"{}"
+    os.mkfifo(tmp_path / "fifo.json")  # opening it for reading would wait for a writer for ever
+    (tmp_path / "zero.json").symlink_to("/dev/zero")  # reading it would never end
+    for name in ("fifo.json", "zero.json"):
+        with pytest.raises(OSError, match="not a regular file") as err:
+            read_inside(tmp_path / name, "/")  # "/": the link stays inside, so only the file's kind refuses it
+        assert not isinstance(err.value, OutsideFolderError)
+    with pytest.raises(OutsideFolderError):
+        read_inside(tmp_path / "zero.json", tmp_path)

@@ -114,6 +114,20 @@ def test_kept_lyrics_file_linked_to_etc_passwd_is_refused_and_never_copied(tmp_p
         assert "/etc/passwd" in problems[0]["reason"] and "not read" in problems[0]["reason"]
 
 
+@pytest.mark.timeout(120)
+def test_a_fifo_planted_as_a_sidecar_fails_its_task_without_hanging(tmp_path):
+    export = write_export(tmp_path / "e.json", [simple_task(1, "one"), simple_task(2, "two")])
+    out = tmp_path / "out"
+    assert convert_none(export, out)[0] == 0
+    sidecar = out / "dataset" / "one.json"
+    sidecar.unlink()
+    os.mkfifo(sidecar)  # opening it to compare with what we wrote would wait for a writer for ever
+    code, output = convert_none(export, out)
+    assert code == 1 and "task 1" in output and "not a regular file" in output, output
+    assert stat.S_ISFIFO(os.lstat(sidecar).st_mode)  # left as it is
+    assert [s["filename"] for s in read_json(out / "acestep_dataset.json")["samples"]] == ["two.wav"]
+
+
 def test_a_second_convert_into_a_busy_folder_exits_2(tmp_path):
     """A real second process holds the folder's lock (as a running convert does): convert says the folder is
     busy and exits 2, touching nothing; once the holder is gone the same command works."""
