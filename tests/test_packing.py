@@ -305,3 +305,22 @@ def test_a_part_the_model_leaves_out_is_reported_and_not_cached(tmp_path, caplog
     assert f"from {missing.start:.1f}" not in own  # nothing invented for the part left out
     assert "region parts not described" in caplog.text and "not described" in caplog.text
     assert model.cache.get("k") is None  # predicted again next time
+
+
+def test_the_openai_engine_asks_about_each_part_and_parses_the_packed_answer():
+    """ENGINE=openai (vLLM): the packed prompt with the part list goes out beside the window's audio, and the
+    answer comes back per part (a stand-in server scripts the answer)."""
+    from ml_backend.describe.engines.openai_engine import OpenAIEngine
+    from tests.openai_standin import OpenAIStandIn, completion
+
+    answer = json.dumps({"genre": ["folk"], "parts": [_part(2, "Verse", "Harp joins."), _part(1, "Intro", "Flute.")]})
+    with OpenAIStandIn(lambda body, n: (200, completion(answer), 0)) as server:
+        engine = OpenAIEngine(server.url + "/v1", "qwen", max_retries=0)
+        audio = np.zeros(16000 * 20, np.float32)
+        req = WindowRequest(audio=audio, start=60.0, end=80.0, prompt=DEFAULT_PACKED_PROMPT,
+                            parts=((60.0, 72.0), (72.0, 80.0)))
+        (window,) = engine.describe_windows([req])
+        text = server.bodies[0]["messages"][0]["content"][1]["text"]
+    assert "holds 2 consecutive parts" in text and "- Part 1: 0 to 12 s\n- Part 2: 12 to 20 s" in text
+    assert [d.summary for d in window.parts] == ["Flute.", "Harp joins."]
+    assert window.parts[0].genres == ["folk"] and window.parts[1].section_label == "Verse"
