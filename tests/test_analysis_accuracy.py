@@ -28,10 +28,10 @@ MIN_TEMPO_RATE = 0.9  # measured 17/17
 MIN_KEY_RATE = 0.8  # measured 17/17
 MIN_METER_RATE = 0.75  # measured 15/17
 MAX_CONFIDENT_WRONG_METER = 0.1  # share of songs with a confident wrong meter, measured 1/17
-MIN_BOUNDARY_F3 = 0.85  # mean F-measure at 3 s, measured 0.96
-MIN_BOUNDARY_F05 = 0.85  # mean F-measure at 0.5 s, measured 0.96
-MIN_REPETITION_F = 0.8  # mean pairwise frame-clustering F of the letters, measured 0.97
-MIN_LABEL_AGREEMENT = 0.8  # mean share of 0.1 s frames whose label matches the reference, measured 0.92
+MIN_BOUNDARY_F3 = 0.9  # mean F-measure at 3 s, measured 0.99 (0.96 before intros were cut by repetition)
+MIN_BOUNDARY_F05 = 0.9  # mean F-measure at 0.5 s, measured 0.99 (0.96 before)
+MIN_REPETITION_F = 0.8  # mean pairwise frame-clustering F of the letters, measured 0.99
+MIN_LABEL_AGREEMENT = 0.8  # mean share of 0.1 s frames whose label matches the reference, measured 0.94
 MIN_REAL_TEMPO_RATE = 0.75  # Muldjord songs within 4 % of the charted tempo or its octave, measured 4/4
 
 MULDJORD = Path("/usr/share/games/fretsonfire/data/songs/muldjord")
@@ -141,6 +141,23 @@ def test_no_label_takes_over_a_song(scored):
         labels = letters_to_labels(s.analysis.sections)
         if len(labels) >= 5:
             assert max(labels.count(x) for x in set(labels)) <= 0.6 * len(labels), labels
+
+
+def test_an_intro_before_repeated_material_is_cut_and_named(scored):
+    """Every song that opens with an intro (D) followed by material that returns later: a boundary within 0.5 s
+    of the intro's end, and the opening region labelled Intro. Novelty alone missed three of these intros (the
+    intro's arrangement is close to the verse's); repetition finds them."""
+    tried = 0
+    for s in scored:
+        letters = s.spec.letters()
+        if letters[0] != "D" or letters[1] not in letters[2:]:
+            continue
+        tried += 1
+        end = s.spec.boundaries()[1]
+        starts = np.array([x.start for x in s.analysis.sections[1:]])
+        assert len(starts) and np.min(np.abs(starts - end)) <= 0.5, (s.spec.tempo, end, starts)
+        assert letters_to_labels(s.analysis.sections)[0] == "Intro", (s.spec.tempo, s.analysis.sections[:2])
+    assert tried >= 4
 
 
 def test_tempo_and_meter_of_real_songs_against_their_charts():

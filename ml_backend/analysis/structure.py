@@ -17,6 +17,9 @@ CHROMA_SMOOTH_BEATS = 4  # chroma is averaged over a bar so chord changes inside
 NOVELTY_THRESHOLD = 0.2  # a peak must rise this fraction of the way from the median to the maximum novelty
 MIN_NOVELTY = 0.1  # and reach this much in absolute terms (steady noise peaks at 0.08, section changes 0.13+)
 REPEAT_DISTANCE = 0.55  # clustering threshold on standardised section-feature distance (per dimension)
+MIN_INTRO_SECONDS = 4.0  # a shorter head before the first repeated material is a pickup, not an intro
+MAX_INTRO_SECONDS = 30.0  # labels.INTRO_MAX_SECONDS: a longer head is a part of the song, not an intro
+INTRO_CONTRAST = 2.0  # the head is this many times farther from the repeat than the rest of the first section
 
 
 @dataclass
@@ -128,6 +131,13 @@ def find_sections(chroma_b: np.ndarray, mfcc_b: np.ndarray, rms_b: np.ndarray, b
     if bar_starts is not None and len(bar_starts):
         cuts = sorted({int(bar_starts[np.argmin(np.abs(bar_starts - c))]) for c in cuts} - {0, n})
     edges = [0] + cuts + [n]
+    letters = _letters([feats[:, lo:hi] for lo, hi in zip(edges[:-1], edges[1:])])
+    intro = _intro_cut(feats, edges, letters, times, bar_starts)
+    if intro is not None:
+        edges = sorted(set(edges) | {intro})
+        letters = _letters([feats[:, lo:hi] for lo, hi in zip(edges[:-1], edges[1:])])
+        if letters[0] == letters[1]:  # the cut was made because the head is not the material that follows it
+            letters = _in_order(["intro"] + letters[1:])
     sections = []
     for lo, hi in zip(edges[:-1], edges[1:]):
         start = 0.0 if lo == 0 else float(times[lo])
@@ -135,10 +145,37 @@ def find_sections(chroma_b: np.ndarray, mfcc_b: np.ndarray, rms_b: np.ndarray, b
         f0 = int(start * ANALYSIS_SR / HOP)
         loudness = level(rms_db[f0: max(int(end * ANALYSIS_SR / HOP), f0 + 1)])
         sections.append(Section(round(start, 3), round(end, 3), "", "", loudness))
-    letters = _letters([feats[:, lo:hi] for lo, hi in zip(edges[:-1], edges[1:])])
     for section, letter in zip(sections, letters):
         section.letter = letter
     return sections
+
+
+def _intro_cut(feats: np.ndarray, edges: list[int], letters: list[str], times: np.ndarray,
+               bar_starts: np.ndarray | None) -> int | None:
+    """The beat column where a short intro ends inside the first section, or None. An intro often sounds close
+    enough to what follows that novelty misses its end (a quiet arrangement of the same chords); repetition
+    shows it: when the first section's letter returns later, the first section is that material with
+    something before it, as long as the difference. The head is cut off only when it is MIN_INTRO_SECONDS to
+    MAX_INTRO_SECONDS long, the rest of the first section still matches the repeat (within REPEAT_DISTANCE)
+    and the head clearly does not (INTRO_CONTRAST times farther, and at least half that distance: other music,
+    not the same material played longer). On a bar line where the bars are known."""
+    repeats = [(lo, hi) for (lo, hi), letter in zip(zip(edges[1:-1], edges[2:]), letters[1:]) if letter == letters[0]]
+    if not repeats:
+        return None
+    length = int(np.median([hi - lo for lo, hi in repeats]))
+    cut = edges[1] - length
+    if bar_starts is not None and len(bar_starts):
+        cut = int(bar_starts[np.argmin(np.abs(bar_starts - cut))])
+    if cut <= 0 or cut >= edges[1]:
+        return None
+    head = float(times[cut] - times[0])
+    if not MIN_INTRO_SECONDS <= head <= MAX_INTRO_SECONDS or times[edges[1]] - times[cut] < MIN_SECTION_SECONDS:
+        return None
+    repeat = np.mean([feats[:, lo:hi].mean(axis=1) for lo, hi in repeats], axis=0)
+    limit = REPEAT_DISTANCE * np.sqrt(feats.shape[0])
+    rest_distance = float(np.linalg.norm(feats[:, cut:edges[1]].mean(axis=1) - repeat))
+    head_distance = float(np.linalg.norm(feats[:, :cut].mean(axis=1) - repeat))
+    return cut if rest_distance <= limit and head_distance > max(INTRO_CONTRAST * rest_distance, 0.5 * limit) else None
 
 
 def _silent_runs(rms_db: np.ndarray, duration: float) -> list[tuple[float, float]]:
@@ -198,11 +235,15 @@ def _letters(parts: list[np.ndarray]) -> list[str]:
     from scipy.cluster.hierarchy import fcluster, linkage
 
     dist = linkage(means, method="average", metric="euclidean")
-    labels = fcluster(dist, t=REPEAT_DISTANCE * np.sqrt(means.shape[1]), criterion="distance")
-    names: dict[int, str] = {}
+    return _in_order(list(fcluster(dist, t=REPEAT_DISTANCE * np.sqrt(means.shape[1]), criterion="distance")))
+
+
+def _in_order(groups: list) -> list[str]:
+    """Letters A, B, C, ... for group ids, given in order of first appearance (Z for the 26th group on)."""
+    names: dict = {}
     out = []
-    for label in labels:
-        if label not in names:
-            names[label] = chr(ord("A") + min(len(names), 25))
-        out.append(names[label])
+    for group in groups:
+        if group not in names:
+            names[group] = chr(ord("A") + min(len(names), 25))
+        out.append(names[group])
     return out
