@@ -79,10 +79,6 @@ def version_parameters(settings, prompt: str) -> dict:
             from ml_backend.describe.prompt import packed_prompt
 
             params.update(pack_windows=True, packed_prompt=packed_prompt(settings))
-        if settings.pack_windows:  # what the model hears per window, and the prompt of packed windows
-            from ml_backend.describe.prompt import packed_prompt
-
-            params.update(pack_windows=True, packed_prompt=packed_prompt(settings))
     from ml_backend.lyrics import lyrics_parameters
 
     params.update(lyrics_parameters(settings))  # nothing with LYRICS_ENGINE=none
