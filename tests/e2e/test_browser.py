@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import threading
 from pathlib import Path
@@ -44,23 +45,35 @@ WINDOWS = [  # what the stand-in "hears", one answer per window in turn
 CAPTION = "Bright instrumental pop in G major at 120 BPM: felt piano, strummed acoustic guitar and a steady kick."
 
 
+def asked_parts(body: dict) -> int | None:
+    """How many parts a packed window's prompt asks the model to describe; None for a one-region prompt."""
+    text = " ".join(p.get("text", "") for m in body.get("messages", []) if isinstance(m.get("content"), list)
+                    for p in m["content"] if isinstance(p, dict))
+    found = re.search(r"for each of the (\d+) parts|holds (\d+) consecutive parts", text)
+    return int(next(g for g in found.groups() if g)) if found else None
+
+
 def vllm_replies():
-    """A ``reply`` for the stand-in that answers like vLLM serving Qwen2-Audio: a JSON description for a request
-    with audio (the WINDOWS texts in turn), a caption for a text-only one."""
-    audio_requests: list[int] = []
+    """A ``reply`` for the stand-in that answers like vLLM serving Qwen2-Audio: for a request with audio a JSON
+    description (one object per part the packed prompt asks for; the WINDOWS texts in turn), a caption for a
+    text-only one."""
+    described: list[int] = []
     lock = threading.Lock()
 
     def reply(body: dict, _n: int):
         if not has_audio(body):
             return 200, completion(CAPTION, model=body.get("model")), 0
-        with lock:
-            audio_requests.append(1)
-            n = len(audio_requests)
-        label, summary, genres, instruments = WINDOWS[(n - 1) % len(WINDOWS)]
-        text = json.dumps({"section_label": label, "summary": summary, "genre": genres, "instruments": instruments,
-                           "effects": [], "vocal_characteristics": [], "mix_notes": [], "vocal_language": "none",
-                           "notable_moments": []})
-        return 200, completion(text, model=body.get("model"), n=n), 0
+        packed, parts = asked_parts(body), []
+        for number in range(1, (packed or 1) + 1):
+            with lock:
+                described.append(1)
+                n = len(described)
+            label, summary, genres, instruments = WINDOWS[(n - 1) % len(WINDOWS)]
+            parts.append({"part": number, "section_label": label, "summary": summary, "notable_moments": []})
+        answer = {"genre": genres, "instruments": instruments, "effects": [], "vocal_characteristics": [],
+                  "mix_notes": [], "vocal_language": "none"}
+        answer.update(parts=parts) if packed else answer.update(parts[0])
+        return 200, completion(json.dumps(answer), model=body.get("model"), n=n), 0
 
     return reply
 
@@ -72,7 +85,6 @@ def prelabeled_task(label_studio, start_backend, song_files):
     stand_in = OpenAIStandIn(vllm_replies())
     backend = start_backend("openai", ENGINE="openai", OPENAI_BASE_URL=stand_in.url, MODEL_ID=MODEL_ID,
                             MAX_RETRIES="0", REQUEST_TIMEOUT="30",
-                            PACK_WINDOWS="false",  # one region per window: the stand-in describes whole windows
                             MAX_CONCURRENCY="1")  # windows in time order, so the answers follow the song
     project_id = create_project(label_studio, "labeling page")
     connect_backend(label_studio, project_id, backend)
@@ -87,6 +99,7 @@ def test_the_engine_sent_each_window_as_audio_and_the_texts_came_back(prelabeled
     _, _, prediction, stand_in = prelabeled_task
     windows = [b for b in stand_in.bodies if has_audio(b)]
     assert windows and all(b["model"] == MODEL_ID for b in stand_in.bodies)
+    assert any(asked_parts(b) for b in windows)  # the default packs neighbouring regions into one window
     for body in windows:
         parts = body["messages"][-1]["content"]
         audio = next(p for p in parts if p["type"] in ("input_audio", "audio_url"))
