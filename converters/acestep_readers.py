@@ -22,9 +22,11 @@ The original captioning pipeline's own trainer reads ``<stem>.json`` too: ``read
 from __future__ import annotations
 
 import csv
+import errno
 import json
 import math
 import os
+import stat
 import subprocess
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -103,10 +105,23 @@ class TooLargeError(ValueError):
     """A file holds more than the limit for its kind; it is not read into memory."""
 
 
+def open_regular(path: Path, encoding: str = "utf-8", newline: str | None = None):
+    """A text file opened for reading; OSError (EINVAL) for a FIFO or device, whose open or read would never end
+    (O_NONBLOCK: opening a FIFO does not wait for a writer)."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(errno.EINVAL, "not a regular file; not read", str(path))
+    except BaseException:
+        os.close(fd)
+        raise
+    return open(fd, encoding=encoding, newline=newline, closefd=True)
+
+
 def read_text(path: Path, limit: int = MAX_TEXT_CHARS) -> str:
-    """A UTF-8 text file whole, at most ``limit`` characters. Raises OSError, UnicodeDecodeError, or
-    TooLargeError (a ValueError) for a longer file."""
-    with open(path, encoding="utf-8") as handle:
+    """A UTF-8 text file whole, at most ``limit`` characters. Raises OSError (also for a FIFO or device),
+    UnicodeDecodeError, or TooLargeError (a ValueError) for a longer file."""
+    with open_regular(path) as handle:
         text = handle.read(limit + 1)
     if len(text) > limit:
         raise TooLargeError(f"{Path(path).name} holds more than {limit} characters; not read")
@@ -153,7 +168,7 @@ def load_csv_metadata(folder: Path, release: Release = CURRENT) -> tuple[dict[st
     for name in names:
         path = Path(folder) / name
         try:
-            with open(path, encoding=release.csv_encoding, newline="") as handle:
+            with open_regular(path, release.csv_encoding, newline="") as handle:
                 sample = handle.read(4096)
                 handle.seek(0)
                 try:

@@ -4,6 +4,7 @@ would ignore or misread."""
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 
@@ -119,9 +120,12 @@ def test_infinite_or_nan_bpm_is_a_problem_not_a_traceback(tmp_path, song_files):
 @pytest.mark.timeout(120)
 def test_endless_sidecar_and_lyrics_files_are_not_read_into_memory(tmp_path, song_files):
     """A link to /dev/zero stands for any file too large to be a sidecar or lyrics: read up to a bound, then
-    reported, never read whole (before, validate read until memory ran out)."""
-    for stem in ("a", "b"):
+    reported, never read whole (before, validate read until memory ran out); a FIFO is not opened."""
+    for stem in ("a", "b", "c"):
         (tmp_path / f"{stem}.wav").write_bytes(song_files[".wav"].read_bytes())
+    os.mkfifo(tmp_path / "c.json")  # a FIFO: opening it would wait for a writer for ever
+    os.mkfifo(tmp_path / "c.txt")
+    os.mkfifo(tmp_path / "meta.csv")
     (tmp_path / "a.json").symlink_to("/dev/zero")
     (tmp_path / "a.lyrics.txt").symlink_to("/dev/zero")
     (tmp_path / "acestep_dataset.json").symlink_to("/dev/zero")
