@@ -10,6 +10,8 @@ measured on the same songs against the same human answer.
 
 from __future__ import annotations
 
+import math
+
 from dataclasses import dataclass
 
 from converters.export_reader import TaskError, audio_ref, choose, task_id
@@ -34,14 +36,24 @@ class Pair:
 
     @property
     def score(self) -> float | None:
-        value = self.prediction.get("score")
-        return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+        return _number(self.prediction.get("score"))
 
     @property
     def lead_time(self) -> float | None:
         """Seconds the annotator spent on the task, as Label Studio measured it."""
-        value = self.annotation.get("lead_time")
-        return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+        return _number(self.annotation.get("lead_time"))
+
+
+def _number(value: object) -> float | None:
+    """A JSON number as a finite float; None for anything else (a bool, a string, an integer past float's range:
+    an export may hold 1 followed by 400 zeros)."""
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        return None
+    try:
+        number = float(value)
+    except OverflowError:
+        return None
+    return number if math.isfinite(number) else None
 
 
 def _int(value: object) -> int | None:

@@ -55,12 +55,12 @@ def collect(export: Path, ls_url: str = "", versions: tuple[str, ...] = ()) -> R
         review.problems.extend({"task_id": label, "reason": r} for r in reasons)
         for pair in pairs:
             try:
-                change = compare_results(pair.prediction["result"], pair.annotation["result"])
+                row = pair_row(pair, compare_results(pair.prediction["result"], pair.annotation["result"]), ls_url)
             except Exception as exc:  # one unreadable result must not sink the review
                 review.problems.append({"task_id": label, "reason": f"annotation {pair.annotation.get('id')}: "
                                         f"cannot compare ({exc.__class__.__name__}: {exc})"})
                 continue
-            review.rows.append(pair_row(pair, change, ls_url))
+            review.rows.append(row)
     review.counts = {"tasks": tasks, "annotated_tasks": annotated, "compared": len(review.rows),
                      "not_compared": len(review.problems)}
     review.versions, review.correlations = summarize(review.rows)

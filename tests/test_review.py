@@ -313,3 +313,15 @@ def test_a_region_ending_a_billion_seconds_in_is_measured_on_a_bounded_grid():
     assert 0.0 <= change.regions.label_agreement < 1e-3 and change.regions.deleted == 1
     est = np.array([[0.0, 10.0], [10.0, 20.0]])
     assert label_agreement(est, ["a", "b"], est, ["a", "b"]) == 1.0 and MAX_FRAMES * 0.1 > 20
+
+
+def test_a_score_or_lead_time_past_floats_range_is_no_number(tmp_path):
+    """An export's integers have no size limit: 1 followed by 400 zeros was an OverflowError traceback."""
+    task = a_task(1, [prediction(1, PREDICTED, score=1)], [annotation(2, annotate(PREDICTED), parent=1)])
+    text = json.dumps([task]).replace('"score": 1', '"score": 1' + "0" * 400).replace(
+        '"lead_time": 30.0', '"lead_time": -1' + "0" * 400)
+    export = tmp_path / "export.json"
+    export.write_text(text)
+    doc, _, _ = run_review(export, tmp_path / "out")
+    assert doc["counts"]["compared"] == 1 and doc["problems"] == []
+    assert doc["tasks"][0]["score"] is None and doc["tasks"][0]["lead_time"] is None
