@@ -8,6 +8,8 @@ Times are in seconds.
 
 from __future__ import annotations
 
+import math
+
 from dataclasses import dataclass, field
 
 from label_config import names
@@ -71,9 +73,9 @@ def _seconds(value: object) -> float | None:
         return None
     try:
         number = float(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: an integer of 400 digits
         return None
-    return number if number == number else None  # NaN is not a time
+    return number if math.isfinite(number) else None  # NaN and infinity are no time
 
 
 def export_duration(result: list, task_data: dict | None = None) -> float | None:
@@ -117,6 +119,7 @@ class _Reading:
         self.text_times: dict[str, tuple] = {}  # region id -> (start, end) of its first text
         self.song_texts: dict[str, list[str]] = {}
         self.ignored: set[str] = set()
+        self.untimed: set[str] = set()  # region keys whose label result has no usable start or end
 
     def item(self, index: int, item: object) -> None:
         if not isinstance(item, dict) or not isinstance(item.get("value"), dict):
@@ -150,8 +153,12 @@ class _Reading:
         region = self.regions.get(key)
         if region is None:
             region = self.regions[key] = Region(0.0, 0.0, id=rid)
-        region.start_sec = _seconds(value.get("start")) or 0.0
-        region.end_sec = _seconds(value.get("end")) or 0.0
+        start, end = _seconds(value.get("start")), _seconds(value.get("end"))
+        if start is None or end is None:  # never 0.0 in its place: that would invent a region from the song start
+            self.warnings.append(f"region {rid or key}: start {value.get('start')!r:.40} or end "
+                                 f"{value.get('end')!r:.40} is not a time; the region and its texts are dropped")
+            self.untimed.add(key)
+        region.start_sec, region.end_sec = start or 0.0, end or 0.0
         region.section_label = labels[0] if labels else ""
 
     def region_text(self, control: str, rid: str, value: dict) -> None:
@@ -178,7 +185,7 @@ class _Reading:
                 self.warnings.append(f"region {rid} has text but no section label")
             region.notes = by_control.get(names.SEGMENT_NOTES, "")
             region.lyrics = by_control.get(names.SEGMENT_LYRICS, "")
-        return self.regions.values()
+        return [region for key, region in self.regions.items() if key not in self.untimed]
 
 
 def _clamp(regions: list[Region], duration: float | None, warnings: list[str]) -> None:

@@ -639,3 +639,17 @@ def test_a_huge_file_name_is_cut_once_to_a_file_name_that_fits():
     stem, ext = stem_and_ext("/data/upload/1/abcdef12-" + "あ" * 2_000_000 + ".WAV")
     assert ext == ".wav" and stem == "あ" * 60 and len(stem.encode()) == 180
     assert stem_and_ext("/data/upload/1/" + "a" * 179 + "あ.wav")[0] == "a" * 179  # never half a character
+
+
+def test_region_times_past_floats_range_are_no_times():
+    from converters.results import song_from_results
+
+    huge = 10 ** 400  # JSON integers have no size limit; float() of this one overflows
+    result = [*region("a", 0.0, 5.0, "Verse"), *region("b", 5.0, 9.0, "Chorus")]
+    result[1]["value"]["end"] = huge
+    converted = song_from_results(result, 30.0)  # before: OverflowError, the task failed as "unexpected"
+    # not a Chorus from 0 s to 5 s, as a missing end read as 0.0 (and swapped) made it
+    assert [(r.section_label, r.start_sec, r.end_sec) for r in converted.song.regions] == [("Verse", 0.0, 5.0)]
+    assert any("region b" in w and "not a time" in w for w in converted.warnings), converted.warnings
+    del result[1]["value"]["start"]
+    assert [r.id for r in song_from_results(result, 30.0).song.regions] == ["a"]
