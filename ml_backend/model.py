@@ -1,10 +1,13 @@
 """``SongModel``: one ``/predict`` request's songs from task data to Label Studio predictions.
 
-For every task: resolve the audio reference (``ls_acestep.media``), hash the file and look in the prediction
-cache, decode at 16 kHz (``audio``), analyse tempo, key and structure (``analysis``), plan regions and model
-windows (``windows``). Then ALL windows of ALL tasks go to the engine in one call, so it can batch them. Per song
-the descriptions are merged back into regions and song fields (``merge``), a caption is written (``caption``) and
-the result list built for the request's label config (``predictions``).
+For every task: resolve the audio reference (``ls_acestep.media``; downloads run side by side, each bounded by
+FETCH_TIMEOUT and MAX_DOWNLOAD_MB), hash the file and look in the prediction cache (a song another request or
+worker is computing is waited for, not computed twice), decode at 16 kHz (``analysis/audio``), analyse tempo, key,
+meter and sections (``analysis/music``), plan regions and pack them into model windows of at most 30 s
+(``describe/windows``). Then ALL windows of ALL tasks go to the engine in one call, so it can batch them, and the
+songs' voiced audio to the lyrics engine (``lyrics/stage``). Per song the descriptions are merged back into
+regions and song fields (``prediction/merge``), lyrics placed into the regions, a caption written
+(``describe/caption``) and the result list built for the request's label config (``prediction/predictions``).
 
 A task that cannot be fetched or decoded gets an empty prediction under ``<model_version>-failed`` (so Label
 Studio's Retrieve Predictions, preannotate and the worker predict it again next time) and a log line naming it;
