@@ -351,7 +351,8 @@ def intended(sidecar: dict) -> dict:
     if status is not None:
         want["is_instrumental"] = status
     duration = sidecar.get("duration")
-    if isinstance(duration, (int, float)) and not isinstance(duration, bool) and math.isfinite(duration):
+    if isinstance(duration, int) and not isinstance(duration, bool) or \
+            isinstance(duration, float) and math.isfinite(duration):
         want["duration"] = int(duration)  # NaN and Infinity (Python's JSON reader takes both) state no length
     return want
 

@@ -88,6 +88,8 @@ def normalize_bpm(value: object) -> int | None:
     range or when not a number."""
     if isinstance(value, bool) or value is None:
         return None
+    if isinstance(value, int) and not BPM_MIN <= value <= BPM_MAX:
+        return None  # also an integer of 400 digits, which float() cannot take
     if isinstance(value, (int, float)):
         number = float(value)
     else:

@@ -50,9 +50,8 @@ def _timeline(sidecar: dict) -> list[dict]:
     for item in timeline[:MAX_REGIONS] if isinstance(timeline, list) else ():
         if not isinstance(item, dict):
             continue
-        start, end = item.get("start_sec"), item.get("end_sec")
-        if not all(isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
-                   for x in (start, end)) or end <= start:
+        start, end = _finite(item.get("start_sec")), _finite(item.get("end_sec"))
+        if start is None or end is None or end <= start:
             continue
         notes = item.get("notes") if isinstance(item.get("notes"), str) else ""
         label = item.get("section_label") if isinstance(item.get("section_label"), str) else ""
@@ -60,13 +59,23 @@ def _timeline(sidecar: dict) -> list[dict]:
     return out
 
 
-def _positive(value: object, limit: float = math.inf) -> float | None:
-    """``value`` when it is a number (not a bool) in (0, ``limit``], else None: a sidecar may hold NaN, Infinity
-    or 1e308, which no count, plot or JSON file can take."""
-    if isinstance(value, (int, float)) and not isinstance(value, bool) and 0 < value <= limit \
-            and math.isfinite(value):
-        return value
-    return None
+def _finite(value: object) -> float | None:
+    """A JSON number as a finite float; None for anything else (a bool, NaN, Infinity, an integer of 400 digits,
+    all of which a sidecar may hold)."""
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        return None
+    try:
+        number = float(value)
+    except OverflowError:
+        return None
+    return number if math.isfinite(number) else None
+
+
+def _positive(value: object, limit: float = math.inf) -> float | int | None:
+    """``value`` (its type kept) when it is a finite number in (0, ``limit``], else None: no count, plot or JSON
+    file can take NaN, Infinity or 1e308."""
+    number = _finite(value)
+    return value if number is not None and 0 < number <= limit else None
 
 
 def read_songs(folder: Path) -> list[dict]:

@@ -163,6 +163,7 @@ def test_intended_states_no_duration_or_bpm_for_nan_and_infinity():
     for value in (float("nan"), float("inf"), float("-inf")):
         want = intended({"caption": "c", "duration": value, "bpm": value})
         assert "duration" not in want and want["bpm"] is value  # kept as written, so it differs from any bpm
+    assert intended({"duration": 10 ** 400, "bpm": 10 ** 400})["duration"] == 10 ** 400  # no OverflowError
 
 
 def test_enharmonic_and_unicode_keys_are_the_same_key():

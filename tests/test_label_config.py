@@ -99,7 +99,7 @@ def test_normalize_timesignature(raw, expected):
 
 @pytest.mark.parametrize("raw,expected", [
     (120, 120), (119.6, 120), ("96 bpm", 96), (29, None), (301, None), ("fast", None), (True, None),
-    (float("nan"), None), (float("inf"), None), (float("-inf"), None), ("9" * 400, None),
+    (float("nan"), None), (float("inf"), None), (float("-inf"), None), ("9" * 400, None), (10 ** 400, None),
 ])
 def test_normalize_bpm(raw, expected):
     assert normalize_bpm(raw) == expected

@@ -192,7 +192,7 @@ def test_nan_infinity_and_huge_numbers_in_sidecars_give_a_page(tmp_path, song_fi
     length or tempo, not a traceback, and report.json stays strict JSON."""
     folder = tmp_path / "songs"
     folder.mkdir()
-    for name, numbers in (("a", "NaN"), ("b", "Infinity"), ("c", "1e308")):
+    for name, numbers in (("a", "NaN"), ("b", "Infinity"), ("c", "1e308"), ("d", "1" + "0" * 400)):
         shutil.copy(song_files[".wav"], folder / f"{name}.wav")
         (folder / f"{name}.json").write_text(
             f'{{"caption": "c", "bpm": {numbers}, "duration": {numbers}, "language": "en", "music_analysis": '
@@ -203,6 +203,6 @@ def test_nan_infinity_and_huge_numbers_in_sidecars_give_a_page(tmp_path, song_fi
         raise AssertionError(f"{name} in report.json")
 
     strict = json.loads(json_path.read_text(), parse_constant=no_constant)
-    assert strict["counts"]["songs"] == 3 and all(s["bpm"] is None for s in strict["songs"])
+    assert strict["counts"]["songs"] == 4 and all(s["bpm"] is None for s in strict["songs"])
     assert all(0 < s["duration"] < 60 for s in strict["songs"])  # the measured length of the 20 s test song
     assert not re.search(r"\b(nan|inf)\s*%", html_path.read_text(), re.IGNORECASE)  # timeline strips, cards
