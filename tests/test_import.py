@@ -71,6 +71,21 @@ def test_captioning_pipeline_sidecars_become_regions_and_normalised_fields(tmp_p
     assert "timeline entry #4" in report  # no usable times: left out, said so
 
 
+def test_infinite_and_huge_numbers_are_no_times(tmp_path):
+    """Python's JSON reader takes Infinity and 400-digit integers: neither becomes a region time (an infinite
+    end was posted to Label Studio), nor an OverflowError."""
+    _wav(tmp_path / "a.wav")
+    timeline = [{"start_sec": 0.0, "end_sec": 4.0, "section_label": "Intro"},
+                {"start_sec": 4.0, "end_sec": "INF", "section_label": "Verse"},
+                {"start_sec": 4.0, "end_sec": "HUGE", "section_label": "Chorus"}]
+    text = json.dumps({"caption": "c", "bpm": "HUGE", "music_analysis": {"timeline": timeline}})
+    (tmp_path / "a.json").write_text(text.replace('"INF"', "Infinity").replace('"HUGE"', "1" + "0" * 400))
+    item = _items(tmp_path)["a.wav"]
+    assert item.error == "", item.error
+    assert [(r.start_sec, r.end_sec) for r in item.song.regions] == [(0.0, 4.0)] and item.song.bpm is None
+    assert "timeline entry #2" in " | ".join(item.warnings) and "timeline entry #3" in " | ".join(item.warnings)
+
+
 def test_an_ambiguous_key_is_left_empty_and_reported(tmp_path):
     _wav(tmp_path / "a.wav")
     (tmp_path / "a.json").write_text(json.dumps({"caption": "c", "keyscale": "AM", "timesignature": "7/8",
