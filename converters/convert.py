@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import datetime as _dt
 import errno
-import json
 import os
 import sys
 from array import array
@@ -30,7 +29,7 @@ from .acestep_outputs import (
 )
 from .audio_files import AudioReadError, measure_duration, place_audio
 from .folder_lock import FolderBusy, lock_folder, unlock_folder
-from .export_reader import ExportError, TaskError, audio_ref, choose, iter_tasks, task_id
+from .export_reader import ExportError, TaskError, audio_ref, choose, iter_tasks, strict_loads, task_id
 from .json_text import sidecar_bytes
 from .outputs import ACESTEP_DATASET, DATASET_DIR, INDEX, MANIFEST, REPORT, STATE_DIR, manifest_row
 from .results import export_duration, song_from_results
@@ -490,13 +489,13 @@ def _read_kept_sidecar(plan: TextPlan, ours: dict, warnings: list[str]) -> dict:
     if plan.action != "kept":
         return ours
     try:
-        data = json.loads(plan.current)
+        data = strict_loads(plan.current)  # NaN or Infinity would make the dataset files invalid JSON
         if isinstance(data, dict):
             return data
     except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
         pass
-    warnings.append(f"{plan.path.name} (kept, edited by hand) is not a JSON object; the dataset files use the "
-                    "export's values")
+    warnings.append(f"{plan.path.name} (kept, edited by hand) is not a JSON object (or holds NaN/Infinity); "
+                    "the dataset files use the export's values")
     return ours
 
 

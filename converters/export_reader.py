@@ -97,6 +97,13 @@ def _finite_float(text: str) -> float:
 _decoder = json.JSONDecoder(parse_constant=_no_constant, parse_float=_finite_float)
 
 
+def strict_loads(text: str | bytes) -> object:
+    """JSON text as this module reads exports: NaN, Infinity and floats past float's range are ValueErrors."""
+    if isinstance(text, bytes):
+        text = text.decode("utf-8")
+    return _decoder.decode(text)
+
+
 def _array_items(handle) -> Iterator[tuple[object, int]]:
     """The items of the JSON array in ``handle`` (a binary file), one at a time, each with the number of bytes
     read so far. Each item is decoded by the C JSON decoder from a buffer that holds it whole (read in 64 KB

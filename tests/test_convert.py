@@ -653,3 +653,25 @@ def test_region_times_past_floats_range_are_no_times():
     assert any("region b" in w and "not a time" in w for w in converted.warnings), converted.warnings
     del result[1]["value"]["start"]
     assert [r.id for r in song_from_results(result, 30.0).song.regions] == ["a"]
+
+
+def test_a_kept_sidecar_with_nan_or_infinity_does_not_spoil_the_dataset_files(tmp_path):
+    export = write_export(tmp_path / "e.json", [task(1, "/data/upload/1/abcdef12-song.wav",
+                                                     [annotation(1, [text("caption", "c")])])])
+    out = tmp_path / "out"
+    args = (export, "--out", out, "--audio", "none")
+    assert run_cli(*args)[0] == 0
+    sidecar = out / "dataset" / "song.json"
+    sidecar.write_text(sidecar.read_text().replace('"caption": "c"', '"caption": "edited", "duration": NaN, '
+                                                   '"bpm": 1e400'))
+    code, output = run_cli(*args)  # before: the task failed ("unexpected ValueError": int(NaN))
+
+    def no_constant(name):
+        raise AssertionError(f"{name} in the dataset file")
+
+    assert code == 1 and "kept" in output, output
+    warnings = read_json(out / "conversion_report.json")["warnings"]
+    assert any("NaN/Infinity" in w for row in warnings for w in row["warnings"]), warnings
+    assert "NaN" in sidecar.read_text()  # the hand edit stays
+    samples = json.loads((out / "acestep_dataset.json").read_text(), parse_constant=no_constant)["samples"]
+    assert [s["caption"] for s in samples] == ["c"]  # the export's values
