@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import os
 import re
 from dataclasses import dataclass, field
@@ -25,6 +24,7 @@ from label_config.vocabulary import (
 )
 
 from .acestep_readers import CURRENT, INSTRUMENTAL, _text, has_words, load_csv_metadata, stem_path, vocal_status
+from .json_text import finite_number
 
 AUDIO = (".wav", ".mp3", ".flac", ".ogg", ".opus", ".m4a")  # what ACE-Step scans, plus the v2 trainer's .m4a
 MAX_DATASET_BYTES = 512 << 20  # an ACE-Step dataset JSON holds ~1-5 KB a sample: 512 MB is >100,000 songs
@@ -104,15 +104,7 @@ def _strings(value: object) -> list[str]:
     return []
 
 
-def _seconds(value: object) -> float | None:
-    """A JSON number of seconds; None for anything else (NaN, Infinity, a 400-digit integer, a string)."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None
-    try:
-        number = float(value)
-    except OverflowError:
-        return None
-    return number if math.isfinite(number) else None
+_seconds = finite_number  # a JSON number of seconds; None for NaN, Infinity, a 400-digit integer, a string
 
 
 def measure(audio: Path) -> float | None:

@@ -87,3 +87,15 @@ def sidecar_json(sidecar: dict) -> str:
 def sidecar_bytes(sidecar: dict) -> bytes:
     """The sidecar as written: readable JSON (see sidecar_json), unicode kept, newline at the end."""
     return (sidecar_json(sidecar) + "\n").encode()
+
+
+def finite_number(value: object) -> float | None:
+    """A JSON number as a finite float; None for anything else: a bool, a string, NaN, Infinity, or an integer
+    past float's range (Python's JSON reader takes all of these, and a sidecar or export may hold them)."""
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        return None
+    try:
+        number = float(value)
+    except OverflowError:
+        return None
+    return number if math.isfinite(number) else None

@@ -10,11 +10,10 @@ measured on the same songs against the same human answer.
 
 from __future__ import annotations
 
-import math
-
 from dataclasses import dataclass
 
 from converters.export_reader import TaskError, audio_ref, choose, task_id
+from converters.json_text import finite_number
 
 PARENT, OLDER, VERSION = "parent_prediction", "newest older prediction", "model version"
 
@@ -36,24 +35,14 @@ class Pair:
 
     @property
     def score(self) -> float | None:
-        return _number(self.prediction.get("score"))
+        return finite_number(self.prediction.get("score"))
 
     @property
     def lead_time(self) -> float | None:
         """Seconds the annotator spent on the task, as Label Studio measured it."""
-        return _number(self.annotation.get("lead_time"))
+        return finite_number(self.annotation.get("lead_time"))
 
 
-def _number(value: object) -> float | None:
-    """A JSON number as a finite float; None for anything else (a bool, a string, an integer past float's range:
-    an export may hold 1 followed by 400 zeros)."""
-    if not isinstance(value, (int, float)) or isinstance(value, bool):
-        return None
-    try:
-        number = float(value)
-    except OverflowError:
-        return None
-    return number if math.isfinite(number) else None
 
 
 def _int(value: object) -> int | None:

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from converters.acestep_readers import CURRENT, read_json_object, has_words, scan_folder, stem_path, vocal_status
+from converters.json_text import finite_number
 from converters.validate import validate_folder
 from label_config.vocabulary import KEYSCALES, LANGUAGE_NAMES, TIME_SIGNATURES
 from ls_acestep.files import atomic_write
@@ -50,7 +51,7 @@ def _timeline(sidecar: dict) -> list[dict]:
     for item in timeline[:MAX_REGIONS] if isinstance(timeline, list) else ():
         if not isinstance(item, dict):
             continue
-        start, end = _finite(item.get("start_sec")), _finite(item.get("end_sec"))
+        start, end = finite_number(item.get("start_sec")), finite_number(item.get("end_sec"))
         if start is None or end is None or end <= start:
             continue
         notes = item.get("notes") if isinstance(item.get("notes"), str) else ""
@@ -59,22 +60,10 @@ def _timeline(sidecar: dict) -> list[dict]:
     return out
 
 
-def _finite(value: object) -> float | None:
-    """A JSON number as a finite float; None for anything else (a bool, NaN, Infinity, an integer of 400 digits,
-    all of which a sidecar may hold)."""
-    if not isinstance(value, (int, float)) or isinstance(value, bool):
-        return None
-    try:
-        number = float(value)
-    except OverflowError:
-        return None
-    return number if math.isfinite(number) else None
-
-
 def _positive(value: object, limit: float = math.inf) -> float | int | None:
     """``value`` (its type kept) when it is a finite number in (0, ``limit``], else None: no count, plot or JSON
     file can take NaN, Infinity or 1e308."""
-    number = _finite(value)
+    number = finite_number(value)
     return value if number is not None and 0 < number <= limit else None
 
 
