@@ -105,10 +105,12 @@ def write_csv(path: Path, lines) -> None:
 
     from ls_acestep.files import atomic_write
 
+    from ls_acestep.files import read_inside
+
     data = csv_text(json.loads(line)["row"] for line in lines).encode("utf-8")
     try:
-        if not path.is_symlink() and path.read_bytes() == data:
+        if not path.is_symlink() and read_inside(path, path.parent) == data:
             return  # a re-run leaves the file (and its time stamp) alone
-    except FileNotFoundError:
+    except OSError:  # none yet, or a FIFO or device planted there (never opened blocking): replaced below
         pass
     atomic_write(path, data)

@@ -126,6 +126,11 @@ def test_a_fifo_planted_as_a_sidecar_fails_its_task_without_hanging(tmp_path):
     assert code == 1 and "task 1" in output and "not a regular file" in output, output
     assert stat.S_ISFIFO(os.lstat(sidecar).st_mode)  # left as it is
     assert [s["filename"] for s in read_json(out / "acestep_dataset.json")["samples"]] == ["two.wav"]
+    csv = out / "acestep_metadata.csv"
+    csv.unlink()
+    os.mkfifo(csv)  # a run-level file: compared with what we would write, then replaced
+    convert_none(export, out)
+    assert csv.is_file() and "two.wav" in csv.read_text()
 
 
 def test_a_second_convert_into_a_busy_folder_exits_2(tmp_path):
