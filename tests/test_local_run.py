@@ -94,3 +94,21 @@ def test_label_studio_command_line_holds_no_secret(tmp_path):
     # Label Studio reads the login from these variables (label_studio/server.py, get_env with its prefix)
     assert up.login_env(state) == {"LABEL_STUDIO_USERNAME": state.username, "LABEL_STUDIO_PASSWORD": state.password,
                                    "LABEL_STUDIO_USER_TOKEN": state.token}
+
+
+def test_tail_reads_only_the_end_of_a_long_log(tmp_path, monkeypatch):
+    log = tmp_path / "server.log"
+    log.write_text("".join(f"line {n}\n" for n in range(200_000)))  # ~2 MB, appended to over many runs
+    reads = []
+    real_open = open
+
+    def counting_open(*args, **kwargs):
+        handle = real_open(*args, **kwargs)
+        real_read = handle.read
+        handle.read = lambda *a: reads.append(len(data := real_read(*a))) or data
+        return handle
+
+    monkeypatch.setattr("builtins.open", counting_open)
+    assert up.tail(log, 3) == "line 199997\nline 199998\nline 199999"
+    assert reads and sum(reads) <= up.TAIL_BYTES  # read through open(), the end only
+    assert up.tail(tmp_path / "missing.log") == ""

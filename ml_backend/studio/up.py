@@ -128,11 +128,18 @@ def label_studio_env(document_root: Path) -> dict:
     return env
 
 
+TAIL_BYTES = 64 << 10  # of a log read for its last lines: the logs are appended to run after run (gigabytes)
+
+
 def tail(path: Path, lines: int = 30) -> str:
+    """The last ``lines`` lines of a log, from its last TAIL_BYTES at most."""
     try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+        with open(path, "rb") as handle:
+            handle.seek(max(0, handle.seek(0, os.SEEK_END) - TAIL_BYTES))
+            text = handle.read().decode("utf-8", errors="replace")
     except OSError:
         return ""
+    return "\n".join(text.splitlines()[-lines:])
 
 
 @dataclass
