@@ -28,7 +28,7 @@ from label_config.vocabulary import KEYSCALES, LANGUAGE_NAMES, TIME_SIGNATURES
 from ls_acestep.files import atomic_write
 
 from . import plots
-from .audio_stats import MAX_SECONDS
+from .audio_stats import FINGERPRINT_BINS, MAX_SECONDS
 from .html import write_page
 
 DUPLICATE_SIMILARITY = 0.97  # cosine of fingerprints: re-encodings of one song score above 0.99 (tests)
@@ -115,11 +115,22 @@ def _pack(result: dict) -> dict:
     return packed
 
 
-def _unpack(line: dict) -> dict:
+def _unpack(line: object) -> dict | None:
+    """A cache line's measurement, or None when it is not one of ours (a hand edit, another version's): the song
+    is then measured again rather than a malformed fingerprint breaking the duplicate search."""
+    if not isinstance(line, dict) or not isinstance(line.get("clipped_runs"), int) or any(
+            line.get(key) is not None and finite_number(line.get(key)) is None for key in ("lufs", "true_peak")):
+        return None
     result = dict(line)
-    if isinstance(result.get("fingerprint"), str):
-        result["fingerprint"] = np.frombuffer(base64.b64decode(result["fingerprint"]), dtype=np.float16).astype(
-            np.float32)
+    packed = result.get("fingerprint")
+    if packed is not None:
+        try:
+            vector = np.frombuffer(base64.b64decode(packed, validate=True), dtype=np.float16).astype(np.float32)
+        except (TypeError, ValueError):  # binascii.Error is a ValueError
+            return None
+        if vector.size != 12 * FINGERPRINT_BINS or not np.all(np.isfinite(vector)):
+            return None
+        result["fingerprint"] = vector
     return result
 
 
@@ -149,8 +160,9 @@ def measure_songs(folder: Path, names: list[str], cache_path: Path, jobs: int | 
     todo = []
     for index, (name, stamp) in enumerate(zip(names, stamps)):
         line = cache.get(name)
-        if line is not None and stamp and line.get("stamp") == stamp:
-            results[index] = _unpack(line["result"])
+        cached = _unpack(line.get("result")) if line is not None and stamp and line.get("stamp") == stamp else None
+        if cached is not None:
+            results[index] = cached
         else:
             todo.append(index)
     if len(todo) < len(names):

@@ -161,6 +161,23 @@ def test_a_rerun_measures_only_changed_audio(dataset, report, tmp_path):
     assert after == pytest.approx(before - 6.02, abs=0.05)
 
 
+def test_a_damaged_audio_cache_line_is_measured_again(dataset, report, tmp_path):
+    _, json_path, _ = report
+    out = tmp_path / "out"
+    out.mkdir()
+    lines = [json.loads(x) for x in (json_path.parent / "audio-cache.jsonl").read_text().splitlines()]
+    damaged = {"song.wav": lambda r: r.update(fingerprint="AAAA"),  # a fingerprint of 2 values
+               "song-again.mp3": lambda r: r.update(fingerprint="not base64!"),
+               "quiet.wav": lambda r: r.update(lufs="loud"), "clipped.flac": lambda r: r.pop("clipped_runs")}
+    for line in lines:
+        damaged.get(line["name"], lambda r: None)(line["result"])
+    (out / "audio-cache.jsonl").write_text("\n".join(json.dumps(x) for x in lines) + "\n")
+    said: list[str] = []
+    doc, _, _ = run_report(dataset, out, jobs=1, say=said.append)  # before: a traceback in the duplicate search
+    assert any(f"{len(lines) - 4} song(s) unchanged" in line for line in said), said
+    assert {frozenset((d["a"], d["b"])) for d in doc["duplicates"]} >= {frozenset(("song.wav", "song-again.mp3"))}
+
+
 def test_default_output_folder_sits_beside_the_dataset(dataset, tmp_path):
     copy = tmp_path / "songs"
     shutil.copytree(dataset, copy)
