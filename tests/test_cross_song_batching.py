@@ -171,3 +171,20 @@ def test_preannotate_batches_the_songs_waiting_for_the_model(tmp_path, songs):
         assert _song_end(client.posted[task_id]) == pytest.approx(seconds, abs=0.05)
     called = sorted({len(r.audio) for call in engine.calls for r in call})
     assert called and np.all(np.array(called) > 0)
+
+
+def test_the_batchers_record_of_calls_stays_bounded():
+    from ml_backend.prelabel.worker import RECENT_CALLS, SongBatcher
+
+    class Model:
+        def model_version(self):
+            return "v"
+
+        def predict_tasks(self, tasks, label_config):
+            raise RuntimeError("no model here")  # every call fails: the record is kept all the same
+
+    batcher = SongBatcher()
+    for n in range(RECENT_CALLS + 50):  # a backend answers jobs for months
+        with pytest.raises(RuntimeError):
+            batcher.predict_and_post(Model(), None, {"id": n}, "<View/>")
+    assert len(batcher.calls) == RECENT_CALLS and batcher.calls[-1] == [RECENT_CALLS + 49]

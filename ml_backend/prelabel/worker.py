@@ -16,6 +16,7 @@ batches the windows of several songs; each job is still posted, completed or fai
 from __future__ import annotations
 
 import atexit
+import collections
 import json
 import logging
 import os
@@ -36,6 +37,7 @@ LABEL_CONFIG_TTL = 60.0  # seconds a project's label config is reused before it 
 # topped up by the next song's windows; few enough that one call's decoded audio stays small (16 kHz float32:
 # 19 MB per 5 minutes) and a job's lease (15 min) outlasts the call.
 SONGS_PER_CALL = 4
+RECENT_CALLS = 100  # SongBatcher.calls kept
 
 
 class JobFailed(Exception):
@@ -178,7 +180,8 @@ class SongBatcher:
         self._waiting: list[_Waiting] = []
         self._list_lock = threading.Lock()
         self._model_lock = threading.Lock()  # one model call at a time
-        self.calls: list[list[int]] = []  # task ids of each model call (what tests and logs look at)
+        # task ids of the latest model calls (what tests and logs look at); bounded: a backend runs for months
+        self.calls: collections.deque[list[int]] = collections.deque(maxlen=RECENT_CALLS)
 
     def predict_and_post(self, model, client, task: dict, label_config: str, replace: bool = False) -> TaskOutcome:
         """Like the module's ``predict_and_post`` (raises JobFailed), sharing the model call with waiting tasks."""
