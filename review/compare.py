@@ -203,9 +203,9 @@ def compare_regions(predicted: SongAnnotation, final: SongAnnotation) -> RegionC
 
 
 def label_agreement(est: np.ndarray, est_labels: list[str], ref: np.ndarray, ref_labels: list[str]) -> float | None:
-    """Share of FRAME_SECONDS frames (coarser past MAX_FRAMES; over the span either side covers) that carry the same section label on both
-    sides; a frame outside every region on one side and inside one on the other disagrees. mir_eval assigns the
-    labels to the frames."""
+    """Share of FRAME_SECONDS frames (coarser past MAX_FRAMES; over the span either side covers) that carry the
+    same section label on both sides; a frame outside every region on one side and inside one on the other
+    disagrees. mir_eval assigns the labels to the frames."""
     import mir_eval
 
     spans = [x for x in (est, ref) if len(x)]

@@ -192,8 +192,8 @@ def test_metrics_count_requests_and_predictions(client):
 
 
 def test_metrics_count_unknown_paths_under_one_label(client):
-    for n in range(50):  # made-up paths: one counter, not one each, and nothing of them in the metrics text
-        assert client.get(f'/nope-{n}"}} 1\nfake_metric 9').status_code == 404
+    for i in range(50):  # made-up paths: one counter, not one each, and nothing of them in the metrics text
+        assert client.get(f'/nope-{i}"}} 1\nfake_metric 9').status_code == 404
     text = client.get("/metrics").get_data(as_text=True)
     assert 'ls_acestep_requests_total{route="(no route)"} 50' in text
     assert 'ls_acestep_request_errors_total{route="(no route)"} 50' in text
