@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import sys
 import tempfile
@@ -28,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from ls_acestep.files import atomic_write  # noqa: E402 (the repository is on sys.path now)
 
 SR = 16000  # Hz
 # The default analysis prompt is about 1,700 characters; Qwen's BPE tokenizer spends roughly 4 characters a token.
@@ -191,9 +191,7 @@ def main(argv: list[str] | None = None) -> dict:
           f"{report['seconds_per_song']['one_at_a_time']} s one at a time, "
           f"{report['seconds_per_song']['batched']} s batched")
     if args.json:  # atomically: a half-written file must not pass for a result
-        tmp = args.json.with_name(f".{args.json.name}.tmp")
-        tmp.write_text(json.dumps(report, indent=2) + "\n")
-        os.replace(tmp, args.json)
+        atomic_write(args.json, (json.dumps(report, indent=2) + "\n").encode())
     return report
 
 

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import sys
 import tempfile
@@ -29,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from ls_acestep.files import atomic_write  # noqa: E402 (the repository is on sys.path now)
 
 SR = 16000  # Hz
 FULL_SIZE_ID = "random-whisper-large-v3-turbo"
@@ -212,9 +212,7 @@ def main(argv: list[str] | None = None) -> dict:
           f"speed-up from batching: {report['speedup']}x"
           + (f"; peak GPU memory {report['peak_gpu_gib']} GiB" if "peak_gpu_gib" in report else ""))
     if args.json:  # atomically: a half-written file must not pass for a result
-        tmp = args.json.with_name(f".{args.json.name}.tmp")
-        tmp.write_text(json.dumps(report, indent=2) + "\n")
-        os.replace(tmp, args.json)
+        atomic_write(args.json, (json.dumps(report, indent=2) + "\n").encode())
     return report
 
 

@@ -31,6 +31,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from ls_acestep.files import atomic_write  # noqa: E402 (the repository is on sys.path now)
 
 WESNOTH_SONG = Path("/usr/share/games/wesnoth/1.16/data/core/music/battle.ogg")  # 318 s of orchestral music
 READY_TIMEOUT_S = 120.0
@@ -161,9 +162,7 @@ def main(argv: list[str] | None = None) -> dict:
         report[key] = round(statistics.median(values), 2) if values else None
     print(json.dumps(report, indent=2))
     if args.json:
-        tmp = args.json.with_name(f".{args.json.name}.tmp")
-        tmp.write_text(json.dumps(report, indent=2) + "\n")
-        os.replace(tmp, args.json)
+        atomic_write(args.json, (json.dumps(report, indent=2) + "\n").encode())
     return report
 
 

@@ -39,6 +39,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from ls_acestep.files import atomic_write  # noqa: E402 (the repository is on sys.path now)
 
 WESNOTH = Path("/usr/share/games/wesnoth/1.16/data/core/music")
 DEFAULT_SONGS = ("battle.ogg", "heroes_rite.ogg", "northerners.ogg")  # 744 s of orchestral game music
@@ -203,9 +204,7 @@ def main(argv: list[str] | None = None) -> dict:
               f"{row.get('engine_vs_original', '')} | {row['engine_cpu_s_per_song']} | "
               f"{row.get('engine_cpu_vs_original', '')} | {row['pipeline_s_per_song']} | {row['peak_rss_mb']} |")
     if args.json:
-        tmp = args.json.with_name(f".{args.json.name}.tmp")
-        tmp.write_text(json.dumps(report, indent=2) + "\n")
-        os.replace(tmp, args.json)
+        atomic_write(args.json, (json.dumps(report, indent=2) + "\n").encode())
     return report
 
 
