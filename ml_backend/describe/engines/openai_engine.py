@@ -34,8 +34,8 @@ class RequestFailed(Exception):
     """A chat-completions request failed for good; the message names the status and what the server said."""
 
 
-def wav_base64(audio: np.ndarray, sr: int = MODEL_SR) -> str:
-    """``audio`` (mono float, -1..1, ``sr`` Hz) as a base64 16-bit PCM WAV file."""
+def wav_bytes(audio: np.ndarray, sr: int = MODEL_SR) -> bytes:
+    """``audio`` (mono float, -1..1, ``sr`` Hz) as a 16-bit PCM WAV file (NaN as 0, clipped to -1..1)."""
     samples = np.clip(np.nan_to_num(np.asarray(audio, dtype=np.float32).reshape(-1)), -1.0, 1.0)
     pcm = (samples * 32767.0).round().astype("<i2")
     buf = io.BytesIO()
@@ -44,7 +44,12 @@ def wav_base64(audio: np.ndarray, sr: int = MODEL_SR) -> str:
         w.setsampwidth(2)
         w.setframerate(sr)
         w.writeframes(pcm.tobytes())
-    return base64.b64encode(buf.getvalue()).decode("ascii")
+    return buf.getvalue()
+
+
+def wav_base64(audio: np.ndarray, sr: int = MODEL_SR) -> str:
+    """``wav_bytes`` as base64 text (the chat API's ``input_audio`` data)."""
+    return base64.b64encode(wav_bytes(audio, sr)).decode("ascii")
 
 
 def backoff_seconds(attempt: int, base: float, retry_after: str | None = None) -> float:
@@ -132,16 +137,19 @@ class OpenAIEngine:
         """POST ``body`` to /chat/completions and return the first choice's text, retrying timeouts, connection
         errors, 429 and 5xx up to MAX_RETRIES times with exponential backoff. Raises RequestFailed."""
         url = f"{self.base_url}/chat/completions"
-        resp = post_with_retries(self._session(), url, self.api_key, self.request_timeout, self.max_retries,
+        resp = post_with_retries(thread_session(self._local), url, self.api_key, self.request_timeout, self.max_retries,
                                  self.backoff_base, json=body,
                                  hint="check MODEL_ID, OPENAI_API_KEY and the server's audio support")
         return _message_text(resp, url)
 
-    def _session(self) -> requests.Session:
-        session = getattr(self._local, "session", None)
-        if session is None:
-            session = self._local.session = requests.Session()
-        return session
+
+def thread_session(local: threading.local) -> requests.Session:
+    """The calling thread's ``requests.Session``, kept in ``local``: sessions are not thread-safe, so each worker
+    thread of an engine's pool gets its own (and keeps its connections alive between requests)."""
+    session = getattr(local, "session", None)
+    if session is None:
+        session = local.session = requests.Session()
+    return session
 
 
 def post_with_retries(session: requests.Session, url: str, api_key: str, timeout: float, max_retries: int,

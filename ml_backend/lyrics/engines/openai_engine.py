@@ -11,15 +11,13 @@ engine's (REQUEST_TIMEOUT, MAX_RETRIES, MAX_CONCURRENCY, through ``post_with_ret
 
 from __future__ import annotations
 
-import base64
 import logging
 import math
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
-import requests
 
-from ml_backend.describe.engines.openai_engine import RequestFailed, post_with_retries, wav_base64
+from ml_backend.describe.engines.openai_engine import RequestFailed, post_with_retries, thread_session, wav_bytes
 from ml_backend.lyrics.engines.base import ChunkAudio, ChunkResult
 from ml_backend.lyrics.types import Segment, Word
 
@@ -62,12 +60,12 @@ class TranscriptionEngine:
     def _one(self, chunk: ChunkAudio) -> ChunkResult:
         url = f"{self.base_url}/audio/transcriptions"
         duration = chunk.audio.size / 16000.0
-        files = {"file": ("chunk.wav", base64.b64decode(wav_base64(chunk.audio)), "audio/wav")}
+        files = {"file": ("chunk.wav", wav_bytes(chunk.audio), "audio/wav")}
         data = [("model", self.model_id), ("response_format", "verbose_json"), ("temperature", "0"),
                 ("timestamp_granularities[]", "word"), ("timestamp_granularities[]", "segment")]
         try:
-            resp = post_with_retries(self._session(), url, self.api_key, self.request_timeout, self.max_retries,
-                                     self.backoff_base, files=files, data=data,
+            resp = post_with_retries(thread_session(self._local), url, self.api_key, self.request_timeout,
+                                     self.max_retries, self.backoff_base, files=files, data=data,
                                      hint="check LYRICS_MODEL_ID, LYRICS_API_KEY and that the server supports "
                                           "response_format=verbose_json")
             return parse_verbose_json(resp.json(), duration)
@@ -78,12 +76,6 @@ class TranscriptionEngine:
             message = f"unexpected transcription answer from {url} ({type(exc).__name__}: {str(exc)[:200]})"
             log.warning("%s", message)
             return ChunkResult.failed(message)
-
-    def _session(self) -> requests.Session:
-        session = getattr(self._local, "session", None)
-        if session is None:
-            session = self._local.session = requests.Session()
-        return session
 
 
 def _number(value) -> float | None:
