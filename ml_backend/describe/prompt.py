@@ -24,8 +24,8 @@ WINDOW_SECONDS_PLACEHOLDER = "{window_seconds}"
 PART_COUNT_PLACEHOLDER = "{part_count}"  # packed windows: how many parts
 PART_LIST_PLACEHOLDER = "{part_list}"  # packed windows: one line per part with its span in the window
 
-DEFAULT_ANALYSIS_PROMPT = """\
-You are a music producer and audio engineer listening to a {window_seconds}-second excerpt of a song.
+# What to listen for, asked alike of one-region and packed windows (the packed prompt adds how parts differ).
+_LISTEN_FOR = """\
 Describe what you hear as precisely as you can:
 - the musical elements: rhythm, groove, harmony, melody, tempo feel and the overall mood;
 - the instruments and sounds, with their tones and timbres (bright, warm, distorted, clean, muffled ...);
@@ -34,6 +34,11 @@ Describe what you hear as precisely as you can:
   pitch correction, autotune, doubling or vocoder;
 - the mix: stereo width, what sits in front, the low end, dynamics and loudness;
 - the vocals, if any: gender, register, delivery, harmonies, and the language they are sung in;
+"""
+
+DEFAULT_ANALYSIS_PROMPT = """\
+You are a music producer and audio engineer listening to a {window_seconds}-second excerpt of a song.
+""" + _LISTEN_FOR + """\
 - how the elements interact and change over the excerpt (entries, drops, builds, breaks, fills).
 
 Answer with ONE JSON object and nothing else, using exactly these keys:
@@ -58,14 +63,7 @@ DEFAULT_PACKED_PROMPT = """\
 You are a music producer and audio engineer listening to a {window_seconds}-second excerpt of a song. The excerpt
 holds {part_count} consecutive parts of the song, which may sound different:
 {part_list}
-Describe what you hear as precisely as you can:
-- the musical elements: rhythm, groove, harmony, melody, tempo feel and the overall mood;
-- the instruments and sounds, with their tones and timbres (bright, warm, distorted, clean, muffled ...);
-- the genre and style, and any sub-genre you recognise;
-- effects and production: reverb, delay, sidechain pumping, filter sweeps, distortion, and vocal processing such as
-  pitch correction, autotune, doubling or vocoder;
-- the mix: stereo width, what sits in front, the low end, dynamics and loudness;
-- the vocals, if any: gender, register, delivery, harmonies, and the language they are sung in;
+""" + _LISTEN_FOR + """\
 - how each part differs from the others (entries, drops, builds, breaks, fills).
 
 Answer with ONE JSON object and nothing else, using exactly these keys:
