@@ -88,6 +88,14 @@ def test_empty_and_messy_answers(payload, ok):
         assert "unexpected transcription answer" in result.error
 
 
+def test_a_number_past_floats_range_is_no_time():
+    """JSON allows integers of any length; one past float's range is dropped like NaN, not an OverflowError."""
+    answer = verbose([("ok", 1.0, 2.0), ("huge", 10 ** 400, 3.0)])
+    with OpenAIStandIn(lambda body, n: (200, answer, 0)) as server:
+        [result] = engine_for(server).transcribe_chunks([chunk(10)])
+    assert result.ok and [w.text for w in result.words] == ["ok"]
+
+
 def test_times_are_clamped_into_the_chunk():
     answer = verbose([("early", -3.0, 0.2), ("late", 9.5, 40.0), ("nan", float("nan"), 1.0)])
     with OpenAIStandIn(lambda body, n: (200, answer, 0)) as server:

@@ -84,7 +84,7 @@ def _number(value) -> float | None:
         return None
     try:
         number = float(value)
-    except ValueError:
+    except (ValueError, OverflowError):  # OverflowError: a JSON integer past float's range
         return None
     return number if math.isfinite(number) else None
 
