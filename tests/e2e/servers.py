@@ -261,3 +261,13 @@ def snapshot_export(ls: LabelStudioServer, project_id: int, target: Path) -> Pat
     assert r.status_code == 200, f"downloading export {export_id}: {r.status_code}"
     target.write_bytes(r.content)
     return target
+
+
+def run_cli(*args: str, cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess:
+    """``ls-acestep ARGS`` in a subprocess of this checkout, with the Label Studio variables of the developer's
+    shell removed, so that only the arguments the test gives decide where it reads from."""
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    for name in ("LABEL_STUDIO_URL", "LABEL_STUDIO_API_KEY", "LOCAL_FILES_DOCUMENT_ROOT"):
+        env.pop(name, None)
+    return subprocess.run([sys.executable, "-m", "ls_acestep.cli", *args], capture_output=True, text=True,
+                          env=env, cwd=cwd, timeout=timeout)

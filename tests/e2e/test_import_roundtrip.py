@@ -7,10 +7,7 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -19,20 +16,11 @@ import soundfile
 
 from label_config import names as n
 
-from .servers import REPO, create_project, snapshot_export, task_predictions
+from .servers import create_project, run_cli, snapshot_export, task_predictions
 
 pytestmark = pytest.mark.labelstudio
 
 VERSION = "import-ls-acestep"
-
-
-def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    env = dict(os.environ, PYTHONPATH=str(REPO))
-    env.pop("LABEL_STUDIO_URL", None)
-    env.pop("LABEL_STUDIO_API_KEY", None)
-    env.pop("LOCAL_FILES_DOCUMENT_ROOT", None)
-    return subprocess.run([sys.executable, "-m", "ls_acestep.cli", *args], capture_output=True, text=True,
-                          env=env, cwd=cwd, timeout=300)
 
 
 def _song(path: Path, seconds: float, seed: int) -> None:
@@ -94,7 +82,7 @@ def converted(tmp_path_factory):
                                        "ground_truth": False, "completed_by": 1,
                                        "updated_at": "2026-12-01T00:00:00Z"}]})
     (root / "export.json").write_text(json.dumps(tasks))
-    run = cli("convert", str(root / "export.json"), "--out", str(root / "out"), "--media-root",
+    run = run_cli("convert", str(root / "export.json"), "--out", str(root / "out"), "--media-root",
               str(root / "media"), cwd=root)
     assert run.returncode == 0, run.stderr
     return root / "out" / "dataset"
@@ -114,7 +102,7 @@ def test_import_round_trip_keeps_untouched_fields_and_brings_back_the_edits(labe
     project = create_project(label_studio, "import round trip")
     args = ("import", str(converted), "--ls-url", label_studio.url, "--ls-token", label_studio.token,
             "--project", str(project))
-    first = cli(*args, cwd=tmp_path)
+    first = run_cli(*args, cwd=tmp_path)
     assert first.returncode == 0, first.stderr
     assert "3 new task(s) (3 uploaded, 0 referenced as local files)" in first.stdout
     assert first.stderr.count("audio uploaded") == 3
@@ -125,7 +113,7 @@ def test_import_round_trip_keeps_untouched_fields_and_brings_back_the_edits(labe
         predictions = task_predictions(label_studio, task.id)
         assert [p.model_version for p in predictions] == [VERSION], name
 
-    again = cli(*args, cwd=tmp_path)  # nothing new: same tasks, same predictions
+    again = run_cli(*args, cwd=tmp_path)  # nothing new: same tasks, same predictions
     assert again.returncode == 0, again.stderr
     assert "0 new task(s)" in again.stdout and "3 unchanged" in again.stdout
     assert len(list(client.tasks.list(project=project))) == 3
@@ -150,7 +138,7 @@ def test_import_round_trip_keeps_untouched_fields_and_brings_back_the_edits(labe
 
     export = snapshot_export(label_studio, project, tmp_path / "export.json")
     out = tmp_path / "again"
-    run = cli("convert", str(export), "--out", str(out), "--use-predictions", "--ls-url", label_studio.url,
+    run = run_cli("convert", str(export), "--out", str(out), "--use-predictions", "--ls-url", label_studio.url,
               "--ls-token", label_studio.token, cwd=tmp_path)
     assert run.returncode == 0, run.stderr + run.stdout
 
@@ -179,7 +167,7 @@ def test_a_folder_under_the_local_files_root_is_referenced_not_uploaded(label_st
     (folder / "broken.wav").write_bytes(b"RIFF")
     (folder / "broken.json").write_text("{not json")
     project = create_project(label_studio, "import local files")
-    run = cli("import", str(folder), "--ls-url", label_studio.url, "--ls-token", label_studio.token,
+    run = run_cli("import", str(folder), "--ls-url", label_studio.url, "--ls-token", label_studio.token,
               "--project", str(project), "--document-root", str(label_studio.document_root), cwd=tmp_path)
     assert run.returncode == 1, run.stderr  # the broken song is reported and skipped; the others are imported
     assert "broken.wav: broken.json cannot be read" in run.stderr
@@ -195,7 +183,7 @@ def test_an_acestep_dataset_json_imports_with_its_own_model_version(label_studio
     project = create_project(label_studio, "import dataset json")
     args = ("import", str(dataset), "--ls-url", label_studio.url, "--ls-token", label_studio.token,
             "--project", str(project))
-    run = cli(*args, cwd=tmp_path)
+    run = run_cli(*args, cwd=tmp_path)
     assert run.returncode == 0, run.stderr
     tasks = list(label_studio.client().tasks.list(project=project))
     assert len(tasks) == 3
@@ -207,4 +195,4 @@ def test_an_acestep_dataset_json_imports_with_its_own_model_version(label_studio
     assert caption["value"]["text"] == ["warm piano pop, close female vocal"]
     lyrics = next(i for i in result if i["from_name"] == n.LYRICS)  # no times in a dataset JSON: song-level
     assert lyrics["value"]["text"] == ["[Verse]\nmorning light\n\n[Chorus]\nwe rise\n(rise up)"]
-    assert "0 new task(s)" in cli(*args, cwd=tmp_path).stdout  # a re-run adds nothing
+    assert "0 new task(s)" in run_cli(*args, cwd=tmp_path).stdout  # a re-run adds nothing

@@ -8,9 +8,6 @@ from __future__ import annotations
 
 import copy
 import json
-import os
-import subprocess
-import sys
 
 import pytest
 
@@ -19,7 +16,8 @@ from tests import voices
 from tests.openai_standin import OpenAIStandIn
 from tests.test_lyrics_openai import stitched_song_reply
 
-from .servers import REPO, connect_backend, create_project, snapshot_export, task_predictions, upload_files, wait_until
+from .servers import (connect_backend, create_project, run_cli, snapshot_export, task_predictions,
+                      upload_files, wait_until)
 
 pytestmark = [pytest.mark.labelstudio,
               pytest.mark.skipif(not voices.has_espeak(), reason="needs espeak-ng (apt-get install espeak-ng)")]
@@ -110,12 +108,8 @@ def test_convert_writes_the_corrected_lyrics_with_section_tags(label_studio, pre
 
     export = snapshot_export(label_studio, project_id, tmp_path / "export.json")
     out = tmp_path / "dataset"
-    env = dict(os.environ, PYTHONPATH=str(REPO))
-    env.pop("LABEL_STUDIO_URL", None)
-    env.pop("LABEL_STUDIO_API_KEY", None)
-    run = subprocess.run([sys.executable, "-m", "ls_acestep.cli", "convert", str(export), "--out", str(out),
-                          "--ls-url", label_studio.url, "--ls-token", label_studio.token],
-                         capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
+    run = run_cli("convert", str(export), "--out", str(out), "--ls-url", label_studio.url, "--ls-token",
+                  label_studio.token, cwd=tmp_path)
     assert run.returncode == 0, run.stderr
     [row] = [json.loads(line) for line in (out / "annotations_manifest.jsonl").read_text().splitlines()]
     assert row["task_id"] == task_id and row["source"] == "annotation"

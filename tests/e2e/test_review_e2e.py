@@ -11,13 +11,11 @@ import copy
 import json
 import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from .servers import REPO, create_project, snapshot_export, upload_files
+from .servers import REPO, create_project, run_cli, snapshot_export, upload_files
 from .test_browser import CHROMIUM, CHROMIUM_ARGS
 
 pytestmark = [pytest.mark.labelstudio, pytest.mark.browser]
@@ -118,14 +116,6 @@ def reviewed_project(label_studio, song_files):
     return project_id, tasks
 
 
-def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    env = dict(os.environ, PYTHONPATH=str(REPO))
-    env.pop("LABEL_STUDIO_URL", None)
-    env.pop("LABEL_STUDIO_API_KEY", None)
-    return subprocess.run([sys.executable, "-m", "ls_acestep.cli", *args], capture_output=True, text=True, env=env,
-                          cwd=cwd, timeout=600)
-
-
 def open_page(page_path: Path, screenshot: Path, height: int) -> tuple[list[str], str]:
     """Open a local page in headless Chromium, with the network cut off; returns (console errors and page errors,
     the visible text) and saves a screenshot of the top ``height`` pixels."""
@@ -170,7 +160,7 @@ def test_review_finds_exactly_the_known_changes(label_studio, reviewed_project, 
     project_id, tasks = reviewed_project
     out = tmp_path / "review"
     run = run_cli("review", "--project", str(project_id), "--ls-url", label_studio.url, "--ls-token",
-                  label_studio.token, "--out", str(out), cwd=tmp_path)
+                  label_studio.token, "--out", str(out), cwd=tmp_path, timeout=600)
     assert run.returncode == 0, run.stdout + run.stderr
     doc = json.loads((out / "review.json").read_text())
     # only the annotated tasks are downloaded: the unannotated one has nothing to compare
@@ -206,7 +196,8 @@ def test_review_finds_exactly_the_known_changes(label_studio, reviewed_project, 
 def test_two_versions_on_the_same_songs_in_one_command(label_studio, reviewed_project, tmp_path):
     project_id, tasks = reviewed_project
     run = run_cli("review", "--project", str(project_id), "--ls-url", label_studio.url, "--ls-token",
-                  label_studio.token, "--compare", V1, "--compare", V2, "--out", str(tmp_path / "cmp"), cwd=tmp_path)
+                  label_studio.token, "--compare", V1, "--compare", V2, "--out", str(tmp_path / "cmp"), cwd=tmp_path,
+                  timeout=600)
     assert run.returncode == 0, run.stdout + run.stderr
     doc = json.loads((tmp_path / "cmp" / "review.json").read_text())
     assert doc["mode"] == "versions"
@@ -221,9 +212,9 @@ def test_report_on_the_converted_folder(label_studio, reviewed_project, tmp_path
     export = snapshot_export(label_studio, project_id, tmp_path / "export.json")
     dataset = tmp_path / "dataset-out"
     run = run_cli("convert", str(export), "--out", str(dataset), "--ls-url", label_studio.url, "--ls-token",
-                  label_studio.token, cwd=tmp_path)
+                  label_studio.token, cwd=tmp_path, timeout=600)
     assert run.returncode == 1, run.stdout + run.stderr  # 1: the unannotated song is skipped
-    run = run_cli("report", str(dataset), "--jobs", "2", cwd=tmp_path)
+    run = run_cli("report", str(dataset), "--jobs", "2", cwd=tmp_path, timeout=600)
     assert run.returncode == 0, run.stdout + run.stderr
     doc = json.loads((tmp_path / "dataset-out-report" / "report.json").read_text())
     assert doc["counts"]["songs"] == 3 and doc["counts"]["with_caption"] == 3

@@ -7,15 +7,12 @@ from __future__ import annotations
 
 import copy
 import json
-import os
-import subprocess
-import sys
 
 import pytest
 
 from label_config import names as n
 
-from .servers import (REPO, connect_backend, create_project, snapshot_export, task_predictions, upload_files,
+from .servers import (connect_backend, run_cli, create_project, snapshot_export, task_predictions, upload_files,
                        wait_until)
 
 pytestmark = pytest.mark.labelstudio
@@ -149,12 +146,8 @@ def test_annotation_export_convert_keeps_the_human_edits(label_studio, predicted
     assert exported[task_id]["predictions"][0]["result"], "snapshot export without whole predictions"
 
     out = tmp_path / "dataset-out"
-    env = dict(os.environ, PYTHONPATH=str(REPO))
-    env.pop("LABEL_STUDIO_URL", None)
-    env.pop("LABEL_STUDIO_API_KEY", None)
-    run = subprocess.run([sys.executable, "-m", "ls_acestep.cli", "convert", str(export), "--out", str(out),
-                          "--ls-url", label_studio.url, "--ls-token", label_studio.token],
-                         capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
+    run = run_cli("convert", str(export), "--out", str(out), "--ls-url", label_studio.url, "--ls-token",
+                  label_studio.token, cwd=tmp_path)
     # only the annotated task converts (the others have predictions only): exit status 1 = some skipped
     assert run.returncode in (0, 1), run.stderr
     rows = [json.loads(line) for line in (out / "annotations_manifest.jsonl").read_text().splitlines()]
