@@ -349,9 +349,7 @@ class SongModel:
         """``_prepare`` under the song's lock (kept by the job until its prediction is cached), or the cached
         prediction when another request finished the song while this one took the lock."""
         try:
-            cached = self.cache.get(key)
-            if self.cache.stats.misses > 0:  # the task's first lookup was a miss: count it once, as this outcome
-                self.cache.stats.misses -= 1
+            cached = self.cache.get(key, recheck=True)  # the task's first lookup was a miss: count it once
             if cached is not None:
                 lock.release()
                 return TaskResult(cached)

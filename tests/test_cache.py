@@ -24,6 +24,17 @@ def test_key_depends_on_audio_version_and_config():
                 cache_key("audio", "v1", "cfg2")}) == 4
 
 
+def test_a_recheck_counts_each_lookup_once(tmp_path):
+    """A song waited for under its lock is looked up again: found then, its first miss becomes a hit; still
+    missing, nothing more is counted."""
+    cache = PredictionCache(tmp_path)
+    assert cache.get("a") is None and cache.get("b") is None
+    cache.put("a", {"result": [], "score": 1.0, "model_version": "v"})
+    assert cache.get("a", recheck=True) is not None
+    assert cache.get("b", recheck=True) is None
+    assert (cache.stats.hits, cache.stats.misses) == (1, 1)
+
+
 def test_survives_a_new_instance(tmp_path):
     prediction = {"result": [{"id": "seg1", "value": {"text": ["café ♪"]}}], "score": 0.5, "model_version": "v"}
     first = PredictionCache(tmp_path)

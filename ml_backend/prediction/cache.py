@@ -80,8 +80,10 @@ class PredictionCache:
         self._local.conn = conn
         return conn
 
-    def get(self, key: str) -> dict | None:
-        """The cached prediction for ``key``, or None."""
+    def get(self, key: str, recheck: bool = False) -> dict | None:
+        """The cached prediction for ``key``, or None. ``recheck``: a second lookup of a key whose first lookup
+        was counted as a miss (the song was then waited for under its lock): found now, it counts as a hit in
+        place of that miss; not found, it counts nothing more. Each task is counted once either way."""
         conn = self._connect()
         if conn is None:
             return None
@@ -93,9 +95,11 @@ class PredictionCache:
             self.stats.errors += 1
             return None
         if prediction is None:
-            self.stats.misses += 1
+            self.stats.misses += 0 if recheck else 1
         else:
             self.stats.hits += 1
+            if recheck:
+                self.stats.misses = max(0, self.stats.misses - 1)
         return prediction
 
     def put(self, key: str, prediction: dict) -> None:
